@@ -1,0 +1,125 @@
+//! The background collection loop and the cache `/metrics` reads.
+//!
+//! Every `interval` the loop asks all sources at once, each bounded by the cycle deadline, merges
+//! their reports into one [`Snapshot`], renders the Prometheus page once and swaps it in. Readers
+//! never wait on RocketMQ: they take whatever page the last cycle left.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+
+use crate::expose::prometheus::{self, Counters};
+use crate::snapshot::Snapshot;
+use crate::source::Source;
+
+/// What the HTTP side reads.
+#[derive(Default)]
+pub struct Cache {
+    page: RwLock<Bytes>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Unix seconds at the end of the last cycle; 0 before the first.
+    last_cycle: std::sync::atomic::AtomicU64,
+}
+
+impl Cache {
+    pub fn page(&self) -> Bytes {
+        self.page.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    /// Whether a first cycle has completed.
+    pub fn ready(&self) -> bool {
+        self.last_cycle.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+    /// Seconds since the last cycle ended (None before the first).
+    pub fn age(&self) -> Option<f64> {
+        let last = self.last_cycle.load(std::sync::atomic::Ordering::Acquire);
+        (last > 0).then(|| unix_now() - f64::from_bits(last))
+    }
+    fn store(&self, snapshot: Snapshot, page: String) {
+        let taken = snapshot.taken_at;
+        *self.page.write().unwrap_or_else(|p| p.into_inner()) = Bytes::from(page);
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+        self.last_cycle
+            .store(taken.to_bits(), std::sync::atomic::Ordering::Release);
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+pub struct Collector {
+    sources: Vec<Box<dyn Source>>,
+    deadline: Duration,
+    counters: Counters,
+    cache: Arc<Cache>,
+}
+
+impl Collector {
+    pub fn new(sources: Vec<Box<dyn Source>>, deadline: Duration, cache: Arc<Cache>) -> Self {
+        Collector {
+            sources,
+            deadline,
+            counters: Counters::default(),
+            cache,
+        }
+    }
+
+    /// Runs one cycle and publishes its snapshot; returns it too.
+    pub async fn cycle(&mut self) -> Arc<Snapshot> {
+        let started = Instant::now();
+        let deadline = started + self.deadline;
+        let reports = join_all(self.sources.iter().map(|s| s.collect(deadline))).await;
+        let mut snapshot = Snapshot::default();
+        for (source, report) in self.sources.iter().zip(reports) {
+            snapshot.series.extend(report.series);
+            snapshot.targets.extend(report.targets);
+            snapshot.rpcs += report.rpcs;
+            snapshot.latency_lookups += report.latency_lookups;
+            for e in report.errors {
+                *self
+                    .counters
+                    .errors
+                    .entry((source.name().to_string(), e.cause))
+                    .or_default() += 1;
+            }
+        }
+        snapshot.cycle_seconds = started.elapsed().as_secs_f64();
+        snapshot.taken_at = unix_now();
+        self.counters.cycles += 1;
+        self.counters.rpcs += snapshot.rpcs;
+        self.counters.latency_lookups += snapshot.latency_lookups;
+        let render_started = Instant::now();
+        let page = prometheus::render(&snapshot, &self.counters);
+        tracing::info!(
+            series = snapshot.series.len(),
+            rpcs = snapshot.rpcs,
+            cycle_ms = (snapshot.cycle_seconds * 1000.0) as u64,
+            render_ms = render_started.elapsed().as_secs_f64() * 1000.0,
+            bytes = page.len(),
+            "collection cycle done"
+        );
+        self.cache.store(snapshot, page);
+        self.cache.snapshot()
+    }
+
+    /// Runs cycles every `interval` until the task is dropped.
+    pub async fn run(mut self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.cycle().await;
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Ways the snapshot leaves the process.
+
+pub mod prometheus;

@@ -1,0 +1,85 @@
+//! The HTTP endpoints: `/metrics` (the cached page), `/healthz` (the loop is alive) and
+//! `/readyz` (a first cycle has completed).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::collector::Cache;
+
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn reply(status: StatusCode, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(body))
+        .unwrap_or_default()
+}
+
+/// Routes one request. `stale_after` is how long without a finished cycle makes `/healthz` fail.
+pub fn route(
+    cache: &Cache,
+    stale_after: Duration,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            Bytes::from_static(b"GET only\n"),
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => reply(StatusCode::OK, TEXT_FORMAT, cache.page()),
+        "/healthz" => match cache.age() {
+            Some(age) if age > stale_after.as_secs_f64() => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                Bytes::from(format!("last collection cycle ended {age:.0} s ago\n")),
+            ),
+            _ => reply(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
+        },
+        "/readyz" if cache.ready() => reply(StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n")),
+        "/readyz" => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            Bytes::from_static(b"first collection cycle not finished\n"),
+        ),
+        "/" => reply(
+            StatusCode::OK,
+            "text/html",
+            Bytes::from_static(b"<html><body><h1>rmq-exporter</h1><a href=\"/metrics\">/metrics</a></body></html>\n"),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found\n")),
+    }
+}
+
+/// Serves until the listener fails.
+pub async fn serve(
+    listener: TcpListener,
+    cache: Arc<Cache>,
+    stale_after: Duration,
+) -> std::io::Result<()> {
+    loop {
+        let (stream, _peer): (_, SocketAddr) = listener.accept().await?;
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let resp = route(&cache, stale_after, &req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

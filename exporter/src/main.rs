@@ -1,0 +1,91 @@
+//! `rmq-exporter`: wiring only (configuration, logging, collection loop, HTTP server).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use rmq_exporter::collector::{Cache, Collector};
+use rmq_exporter::config::{Cli, Config, LogFormat};
+use rmq_exporter::source::remoting::RemotingSource;
+use rmq_exporter::source::Source;
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::load(Cli::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rmq-exporter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let sources: Vec<Box<dyn Source>> = config
+        .clusters
+        .iter()
+        .map(|c| Box::new(RemotingSource::new(c.clone())) as Box<dyn Source>)
+        .collect();
+    let cache = Arc::new(Cache::default());
+    let mut collector = Collector::new(sources, config.deadline, cache.clone());
+
+    if config.once {
+        collector.cycle().await;
+        print!("{}", String::from_utf8_lossy(&cache.page()));
+        return ExitCode::SUCCESS;
+    }
+
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rmq-exporter: cannot listen on {}: {e}", config.listen);
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(listen = %config.listen, clusters = config.clusters.len(), "serving /metrics");
+    let stale_after = config.interval * 3 + config.deadline;
+    let server = tokio::spawn(rmq_exporter::http::serve(listener, cache, stale_after));
+    let collection = tokio::spawn(collector.run(config.interval));
+    tokio::select! {
+        r = server => {
+            eprintln!("rmq-exporter: HTTP server stopped: {r:?}");
+            collection.abort();
+            ExitCode::FAILURE
+        }
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}

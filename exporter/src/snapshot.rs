@@ -1,0 +1,82 @@
+//! The normalized result of one collection cycle, whatever the source.
+//!
+//! Every source (the remoting admin protocol today) produces these rows; exposition is written
+//! once, against this model. Counts are unsigned: a source clamps what would be negative.
+
+use std::sync::Arc;
+
+/// Backlog of one consumer group on one topic of one instance, summed across brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerSeries {
+    pub instance_id: Arc<str>,
+    pub cluster: Arc<str>,
+    pub topic: String,
+    pub consumer_group: String,
+    pub is_retry: bool,
+    /// Stored and not yet delivered to the group (max offset − pull offset).
+    pub ready: u64,
+    /// Delivered but not committed (pull offset − committed offset); 0 before Apache 5.1.
+    pub inflight: u64,
+    /// Age of the oldest unconsumed message, in milliseconds; 0 with no backlog or when unknown.
+    pub lag_latency_ms: u64,
+    /// Age of the oldest undelivered message, in milliseconds.
+    pub queueing_latency_ms: u64,
+    /// Online consumer clients of the group.
+    pub connections: u64,
+    /// Queues of this topic that the group's offsets cover (a cap for scaling).
+    pub queues: u32,
+}
+
+impl ConsumerSeries {
+    /// ready + inflight.
+    pub fn lag(&self) -> u64 {
+        self.ready.saturating_add(self.inflight)
+    }
+}
+
+/// Health of one thing the exporter talks to (a name server or a broker).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetHealth {
+    pub instance_id: Arc<str>,
+    pub cluster: Arc<str>,
+    /// "namesrv" or "broker".
+    pub kind: &'static str,
+    /// The broker name, or the name server address.
+    pub target: String,
+    pub up: bool,
+    /// The values for this target are the last known ones, not this cycle's.
+    pub stale: bool,
+    /// Unix seconds of the last successful read; 0 if never.
+    pub last_success: f64,
+}
+
+/// One error seen during a cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectError {
+    pub instance_id: Arc<str>,
+    /// A short, stable cause label: connect, timeout, closed, bad_frame, bad_body, auth, remote_error, deadline.
+    pub cause: &'static str,
+    pub message: String,
+}
+
+/// What one source returns for one cycle.
+#[derive(Debug, Clone, Default)]
+pub struct SourceReport {
+    pub series: Vec<ConsumerSeries>,
+    pub targets: Vec<TargetHealth>,
+    pub errors: Vec<CollectError>,
+    pub rpcs: u64,
+    pub latency_lookups: u64,
+}
+
+/// Everything `/metrics` shows, as of the end of one cycle.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub series: Vec<ConsumerSeries>,
+    pub targets: Vec<TargetHealth>,
+    /// Unix seconds at the end of the cycle.
+    pub taken_at: f64,
+    pub cycle_seconds: f64,
+    pub rpcs: u64,
+    pub latency_lookups: u64,
+}

@@ -1,0 +1,359 @@
+//! A lenient reader for the JSON that RocketMQ's fastjson writes.
+//!
+//! Bodies come from `com.alibaba.fastjson.JSON.toJSONString` (apache/rocketmq
+//! `RemotingSerializable.encode`), which is not always JSON: maps keyed by objects are written with
+//! the object inline as the key (`{{"brokerName":"b","queueId":0,"topic":"T"}:{...}}`) and maps keyed
+//! by numbers with bare numeric keys (`{"brokerAddrs":{0:"127.0.0.1:10911"}}`). Fields may be missing
+//! (older brokers have no `pullOffset`), and NaN or Infinity are written as `null`.
+//!
+//! This module parses any of that into a [`Value`] tree whose object keys are themselves values, and
+//! offers forgiving accessors. It is a small recursive-descent parser with a depth limit, so a
+//! hostile body can neither panic it nor blow the stack.
+
+use std::fmt;
+
+/// Nesting deeper than this is refused (RocketMQ bodies nest a handful of levels).
+const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    /// Numbers keep their text so that 64-bit offsets are read exactly.
+    Number(String),
+    String(String),
+    Array(Vec<Value>),
+    /// Keys are values: strings, bare numbers, or whole objects.
+    Object(Vec<(Value, Value)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed JSON body at byte {offset}: {what}")]
+pub struct ParseError {
+    pub offset: usize,
+    pub what: &'static str,
+}
+
+pub fn parse(input: &[u8]) -> Result<Value, ParseError> {
+    let mut p = Parser { s: input, i: 0 };
+    p.ws();
+    let v = p.value(0)?;
+    p.ws();
+    if p.i != p.s.len() {
+        return Err(p.err("trailing data"));
+    }
+    Ok(v)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn err(&self, what: &'static str) -> ParseError {
+        ParseError {
+            offset: self.i,
+            what,
+        }
+    }
+    fn ws(&mut self) {
+        while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+    fn expect(&mut self, c: u8, what: &'static str) -> Result<(), ParseError> {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(self.err(what))
+        }
+    }
+    fn value(&mut self, depth: usize) -> Result<Value, ParseError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nested too deeply"));
+        }
+        self.ws();
+        match self.peek() {
+            None => Err(self.err("unexpected end")),
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.string().map(Value::String),
+            Some(b'\'') => self.string().map(Value::String),
+            Some(b't') => self.word(b"true", Value::Bool(true)),
+            Some(b'f') => self.word(b"false", Value::Bool(false)),
+            Some(b'n') => self.word(b"null", Value::Null),
+            Some(c) if c == b'-' || c.is_ascii_digit() => self.number(),
+            Some(_) => Err(self.err("unexpected character")),
+        }
+    }
+    fn word(&mut self, w: &[u8], v: Value) -> Result<Value, ParseError> {
+        if self.s[self.i..].starts_with(w) {
+            self.i += w.len();
+            Ok(v)
+        } else {
+            Err(self.err("unknown literal"))
+        }
+    }
+    fn number(&mut self) -> Result<Value, ParseError> {
+        let start = self.i;
+        while let Some(c) = self.peek() {
+            if c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E') {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+        let text =
+            std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("bad number"))?;
+        if text.parse::<f64>().is_err() {
+            return Err(self.err("bad number"));
+        }
+        Ok(Value::Number(text.to_string()))
+    }
+    fn string(&mut self) -> Result<String, ParseError> {
+        let quote = self.s[self.i];
+        self.i += 1;
+        let mut out = Vec::new();
+        loop {
+            let c = self.peek().ok_or_else(|| self.err("unterminated string"))?;
+            self.i += 1;
+            match c {
+                c if c == quote => break,
+                b'\\' => {
+                    let e = self.peek().ok_or_else(|| self.err("unterminated escape"))?;
+                    self.i += 1;
+                    match e {
+                        b'n' => out.push(b'\n'),
+                        b't' => out.push(b'\t'),
+                        b'r' => out.push(b'\r'),
+                        b'b' => out.push(8),
+                        b'f' => out.push(12),
+                        b'u' => {
+                            let hex = self
+                                .s
+                                .get(self.i..self.i + 4)
+                                .ok_or_else(|| self.err("short \\u escape"))?;
+                            self.i += 4;
+                            let code = std::str::from_utf8(hex)
+                                .ok()
+                                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                                .ok_or_else(|| self.err("bad \\u escape"))?;
+                            let ch = char::from_u32(code).unwrap_or('\u{FFFD}');
+                            let mut b = [0u8; 4];
+                            out.extend_from_slice(ch.encode_utf8(&mut b).as_bytes());
+                        }
+                        other => out.push(other),
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+    fn array(&mut self, depth: usize) -> Result<Value, ParseError> {
+        self.i += 1;
+        let mut items = Vec::new();
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            items.push(self.value(depth + 1)?);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(Value::Array(items));
+                }
+                _ => return Err(self.err("expected , or ]")),
+            }
+        }
+    }
+    fn object(&mut self, depth: usize) -> Result<Value, ParseError> {
+        self.i += 1;
+        let mut fields = Vec::new();
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(Value::Object(fields));
+        }
+        loop {
+            self.ws();
+            let key = match self.peek() {
+                // fastjson never writes unquoted identifiers, but bare numbers and objects, yes.
+                Some(b'"' | b'\'' | b'{' | b'[') => self.value(depth + 1)?,
+                Some(c) if c == b'-' || c.is_ascii_digit() => self.number()?,
+                _ => return Err(self.err("expected an object key")),
+            };
+            self.expect(b':', "expected :")?;
+            let value = self.value(depth + 1)?;
+            fields.push((key, value));
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(Value::Object(fields));
+                }
+                _ => return Err(self.err("expected , or }")),
+            }
+        }
+    }
+}
+
+static NULL: Value = Value::Null;
+
+impl Value {
+    /// The field `key` of an object (string keys only); Null when absent or not an object.
+    pub fn get(&self, key: &str) -> &Value {
+        if let Value::Object(fields) = self {
+            for (k, v) in fields {
+                if let Value::String(s) = k {
+                    if s == key {
+                        return v;
+                    }
+                }
+            }
+        }
+        &NULL
+    }
+    pub fn entries(&self) -> &[(Value, Value)] {
+        match self {
+            Value::Object(f) => f,
+            _ => &[],
+        }
+    }
+    pub fn items(&self) -> &[Value] {
+        match self {
+            Value::Array(a) => a,
+            _ => &[],
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// An integer from a number or a numeric string; fractions are truncated.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Number(n) | Value::String(n) => n.parse::<i64>().ok().or_else(|| {
+                n.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f as i64)
+            }),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) | Value::String(n) => n.parse::<f64>().ok(),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+    }
+    /// A key rendered as text: strings as themselves, numbers as their digits.
+    pub fn key_text(&self) -> Option<&str> {
+        match self {
+            Value::String(s) | Value::Number(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => write!(f, "null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::String(s) => write!(f, "{s:?}"),
+            Value::Array(a) => write!(f, "[{} items]", a.len()),
+            Value::Object(o) => write!(f, "{{{} fields}}", o.len()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn object_keys_are_parsed_as_objects() {
+        let body = br#"{"consumeTps":1.5,"offsetTable":{{"brokerName":"broker-a","queueId":3,"topic":"MyTopic"}:{"brokerOffset":100,"consumerOffset":90,"lastTimestamp":1700000000000,"pullOffset":0}}}"#;
+        let v = parse(body).unwrap();
+        let (k, w) = &v.get("offsetTable").entries()[0];
+        assert_eq!(k.get("brokerName").as_str(), Some("broker-a"));
+        assert_eq!(k.get("queueId").as_i64(), Some(3));
+        assert_eq!(w.get("brokerOffset").as_i64(), Some(100));
+        assert_eq!(v.get("consumeTps").as_f64(), Some(1.5));
+    }
+
+    #[test]
+    fn bare_numeric_keys_are_parsed() {
+        let v = parse(br#"{"brokerAddrs":{0:"127.0.0.1:10911",1:"127.0.0.1:10921"}}"#).unwrap();
+        let e = v.get("brokerAddrs").entries();
+        assert_eq!(e[0].0.key_text(), Some("0"));
+        assert_eq!(e[1].1.as_str(), Some("127.0.0.1:10921"));
+    }
+
+    #[test]
+    fn offsets_beyond_f64_precision_stay_exact() {
+        let v = parse(br#"{"o":9007199254740993}"#).unwrap();
+        assert_eq!(v.get("o").as_i64(), Some(9007199254740993));
+    }
+
+    #[test]
+    fn missing_fields_read_as_null() {
+        let v = parse(br#"{"brokerOffset":1}"#).unwrap();
+        assert!(v.get("pullOffset").is_null());
+        assert_eq!(v.get("pullOffset").as_i64(), None);
+    }
+
+    #[test]
+    fn escapes_are_decoded() {
+        let v = parse(br#"["a\"b\u00e9\n"]"#).unwrap();
+        assert_eq!(v.items()[0].as_str(), Some("a\"b\u{e9}\n"));
+    }
+
+    #[test]
+    fn truncated_and_deep_input_is_an_error() {
+        assert!(parse(br#"{"a":{"b":"#).is_err());
+        let deep = "[".repeat(10_000);
+        assert!(parse(deep.as_bytes()).is_err());
+        assert!(parse(b"").is_err());
+        assert!(parse(b"{} x").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse(&data);
+        }
+
+        #[test]
+        fn parse_never_panics_on_json_like_text(s in "[{}\\[\\]:,\"0-9a-z\\\\ -]{0,256}") {
+            let _ = parse(s.as_bytes());
+        }
+    }
+}

@@ -1,0 +1,638 @@
+//! Apache RocketMQ 4.x/5.x through the remoting admin protocol.
+//!
+//! One cycle, per configured name-server list:
+//!
+//! 1. `GET_BROKER_CLUSTER_INFO` from the first name server that answers → broker sets; each is read
+//!    on its master, or on its lowest-id slave while the master is gone. When every name server is
+//!    down the last known broker list is used, so backlog keeps flowing.
+//! 2. Per broker: `GET_ALL_SUBSCRIPTIONGROUP_CONFIG` → every group it knows, then
+//!    `GET_CONSUME_STATS(group)` per group (bounded concurrency). Per queue:
+//!    ready = brokerOffset − pullOffset, inflight = pullOffset − consumerOffset (pullOffset exists
+//!    from 5.1; before, it is the consumer offset, so inflight is 0 and ready is the whole lag).
+//!    Rows are summed per (topic, group) across brokers.
+//! 3. `GET_CONSUMER_CONNECTION_LIST` once per group with backlog rows (clients heartbeat to every
+//!    broker, so one broker suffices).
+//! 4. Lag latency needs the store time of the message at the committed (and pull) offset. That
+//!    time never changes for a given (queue, offset), so it is cached: only queues whose offset moved
+//!    since the last cycle are looked up (`QUERY_CONSUME_QUEUE` → commit-log offset, then
+//!    `VIEW_MESSAGE_BY_ID` → store timestamp; both read-only admin calls, unlike a pull, which would
+//!    move the group's pull offset). Lookups per cycle are capped; a queue not yet looked up does not
+//!    count towards the age until it is.
+//!
+//! A broker that fails keeps its last known rows, reported stale, until it answers again or leaves
+//! the cluster. Groups and topics that are gone from a broker's answer are gone from the output.
+
+pub mod acl;
+pub mod client;
+pub mod codec;
+pub mod fastjson;
+pub mod protocol;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::join_all as futures_join_all;
+use regex::Regex;
+use tokio::sync::Semaphore;
+
+use crate::snapshot::{CollectError, ConsumerSeries, SourceReport, TargetHealth};
+use crate::source::Source;
+use client::{Client, ClientConfig, RpcError};
+use codec::Command;
+use protocol::{code, response, BrokerData};
+
+/// Which groups and topics to export. A name is kept when it matches `allow` (if set) and does
+/// not match `deny` (if set).
+#[derive(Debug, Clone, Default)]
+pub struct NameFilter {
+    pub allow: Option<Regex>,
+    pub deny: Option<Regex>,
+}
+
+impl NameFilter {
+    pub fn keeps(&self, name: &str) -> bool {
+        self.allow.as_ref().is_none_or(|r| r.is_match(name))
+            && !self.deny.as_ref().is_some_and(|r| r.is_match(name))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RemotingConfig {
+    pub namesrv: Vec<String>,
+    /// Overrides the `instance_id` label, which defaults to each broker's cluster name.
+    pub instance_id: Option<String>,
+    pub groups: NameFilter,
+    pub topics: NameFilter,
+    /// Requests in flight at once, across all brokers of this source.
+    pub concurrency: usize,
+    /// Store-time lookups per cycle for lag latency; 0 turns lag latency off.
+    pub latency_lookups: usize,
+    pub client: ClientConfig,
+}
+
+/// Where a message sits: the key of the store-time cache.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MessageAt {
+    broker: String,
+    topic: String,
+    queue: i32,
+    offset: i64,
+}
+
+/// One (topic, group) on one broker.
+#[derive(Debug, Clone, Default)]
+struct Row {
+    ready: u64,
+    inflight: u64,
+    queues: u32,
+    /// Queues with messages not yet committed: (queue, committed offset).
+    unconsumed: Vec<(i32, i64)>,
+    /// Queues with messages not yet delivered: (queue, pull offset).
+    undelivered: Vec<(i32, i64)>,
+    oldest_unconsumed: Option<i64>,
+    oldest_undelivered: Option<i64>,
+}
+
+type RowKey = (String, String);
+
+struct BrokerState {
+    cluster: Arc<str>,
+    rows: HashMap<RowKey, Row>,
+    last_success: f64,
+    up: bool,
+    fresh: bool,
+}
+
+#[derive(Default)]
+struct State {
+    brokers: Vec<BrokerData>,
+    namesrv_last_success: HashMap<String, f64>,
+    namesrv_up: HashMap<String, bool>,
+    by_broker: BTreeMap<String, BrokerState>,
+    /// group → online clients, as last read
+    connections: HashMap<String, u64>,
+    store_times: HashMap<MessageAt, i64>,
+}
+
+pub struct RemotingSource {
+    name: String,
+    config: RemotingConfig,
+    client: Client,
+    limit: Semaphore,
+    state: tokio::sync::Mutex<State>,
+}
+
+/// A per-cycle context: counts RPCs and collects errors.
+struct Cycle<'a> {
+    source: &'a RemotingSource,
+    rpcs: AtomicU64,
+    errors: std::sync::Mutex<Vec<(&'static str, String)>>,
+}
+
+impl Cycle<'_> {
+    async fn call(&self, addr: &str, cmd: Command) -> Result<Command, RpcError> {
+        let _permit = self.source.limit.acquire().await;
+        self.rpcs.fetch_add(1, Ordering::Relaxed);
+        self.source.client.call(addr, cmd).await
+    }
+    fn error(&self, cause: &'static str, message: String) {
+        tracing::warn!(source = %self.source.name, cause, "{message}");
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((cause, message));
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl RemotingSource {
+    pub fn new(config: RemotingConfig) -> Self {
+        let name = format!("remoting:{}", config.namesrv.join(";"));
+        RemotingSource {
+            name,
+            client: Client::new(config.client.clone()),
+            limit: Semaphore::new(config.concurrency.max(1)),
+            config,
+            state: Default::default(),
+        }
+    }
+
+    /// Asks every name server; the first in configured order that answers gives the broker list.
+    async fn cluster_info(&self, cycle: &Cycle<'_>, state: &mut State) -> bool {
+        let asks = self.config.namesrv.iter().map(|addr| async move {
+            let result = match cycle
+                .call(addr, Command::request(code::GET_BROKER_CLUSTER_INFO))
+                .await
+            {
+                Ok(resp) => protocol::cluster_info(&resp.body)
+                    .map_err(|e| ("bad_body", format!("name server {addr}: {e}"))),
+                Err(e) => Err((e.cause(), format!("name server: {e}"))),
+            };
+            (addr, result)
+        });
+        let mut found = None;
+        let now = unix_now();
+        for (addr, result) in futures_join_all(asks).await {
+            match result {
+                Ok(brokers) => {
+                    state.namesrv_last_success.insert(addr.clone(), now);
+                    state.namesrv_up.insert(addr.clone(), true);
+                    found.get_or_insert(brokers);
+                }
+                Err((cause, message)) => {
+                    state.namesrv_up.insert(addr.clone(), false);
+                    cycle.error(cause, message);
+                }
+            }
+        }
+        match found {
+            Some(brokers) => {
+                state.brokers = brokers;
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn read_broker(
+        &self,
+        cycle: &Cycle<'_>,
+        addr: &str,
+    ) -> Result<HashMap<RowKey, Row>, (&'static str, String)> {
+        let resp = cycle
+            .call(
+                addr,
+                Command::request(code::GET_ALL_SUBSCRIPTIONGROUP_CONFIG),
+            )
+            .await
+            .map_err(|e| (e.cause(), e.to_string()))?;
+        let groups = protocol::subscription_groups(&resp.body)
+            .map_err(|e| ("bad_body", format!("{addr}: subscription groups: {e}")))?;
+        let reads = groups
+            .into_iter()
+            .filter(|g| self.config.groups.keeps(&g.name))
+            .map(|g| async move {
+                let cmd =
+                    Command::request(code::GET_CONSUME_STATS).with_field("consumerGroup", &g.name);
+                let result = match cycle.call(addr, cmd).await {
+                    Ok(resp) => protocol::consume_stats(&resp.body).map_err(|e| {
+                        (
+                            "bad_body",
+                            format!("{addr}: consume stats of {}: {e}", g.name),
+                        )
+                    }),
+                    Err(e) => Err((e.cause(), e.to_string())),
+                };
+                (g.name, result)
+            });
+        let mut rows: HashMap<RowKey, Row> = HashMap::new();
+        for (group, result) in futures_join_all(reads).await {
+            // One group failing (e.g. a permission it lacks) must not hide the others.
+            let queues = match result {
+                Ok(q) => q,
+                Err((cause, message)) => {
+                    cycle.error(cause, message);
+                    continue;
+                }
+            };
+            for q in queues {
+                if q.topic.starts_with("%DLQ%") || !self.config.topics.keeps(&q.topic) {
+                    continue;
+                }
+                let broker_offset = q.broker_offset.max(0);
+                let committed = q.consumer_offset.clamp(0, broker_offset);
+                let pull = q
+                    .pull_offset
+                    .unwrap_or(committed)
+                    .clamp(committed, broker_offset);
+                let row = rows.entry((q.topic, group.clone())).or_default();
+                row.ready += (broker_offset - pull) as u64;
+                row.inflight += (pull - committed) as u64;
+                row.queues += 1;
+                if committed < broker_offset {
+                    row.unconsumed.push((q.queue_id, committed));
+                }
+                if pull < broker_offset {
+                    row.undelivered.push((q.queue_id, pull));
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn connections(&self, cycle: &Cycle<'_>, addr: &str, group: &str) -> Option<u64> {
+        let cmd =
+            Command::request(code::GET_CONSUMER_CONNECTION_LIST).with_field("consumerGroup", group);
+        let _permit = self.limit.acquire().await;
+        cycle.rpcs.fetch_add(1, Ordering::Relaxed);
+        match self.client.invoke(addr, cmd).await {
+            Ok(resp) if resp.code == response::CONSUMER_NOT_ONLINE => Some(0),
+            Ok(resp) if resp.code == response::SUCCESS => {
+                match protocol::consumer_connections(&resp.body) {
+                    Ok(n) => Some(n as u64),
+                    Err(e) => {
+                        cycle.error("bad_body", format!("{addr}: connections of {group}: {e}"));
+                        None
+                    }
+                }
+            }
+            Ok(resp) => {
+                cycle.error(
+                    "remote_error",
+                    format!(
+                        "{addr}: connections of {group}: code {}: {}",
+                        resp.code,
+                        resp.remark.unwrap_or_default()
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                cycle.error(e.cause(), e.to_string());
+                None
+            }
+        }
+    }
+
+    async fn store_time(&self, cycle: &Cycle<'_>, addr: &str, at: &MessageAt) -> Option<i64> {
+        let cmd = Command::request(code::QUERY_CONSUME_QUEUE)
+            .with_field("topic", &at.topic)
+            .with_field("queueId", at.queue)
+            .with_field("index", at.offset)
+            .with_field("count", 1);
+        let resp = cycle.call(addr, cmd).await.ok()?;
+        let physical = protocol::consume_queue_physical_offset(&resp.body).ok()??;
+        let cmd = Command::request(code::VIEW_MESSAGE_BY_ID)
+            .with_field("topic", &at.topic)
+            .with_field("offset", physical);
+        let resp = cycle.call(addr, cmd).await.ok()?;
+        protocol::message_store_timestamp(&resp.body)
+    }
+
+    async fn run(&self, deadline: Instant) -> SourceReport {
+        let cycle = Cycle {
+            source: self,
+            rpcs: AtomicU64::new(0),
+            errors: Default::default(),
+        };
+        let mut state = self.state.lock().await;
+        let namesrv_ok =
+            tokio::time::timeout_at(deadline.into(), self.cluster_info(&cycle, &mut state))
+                .await
+                .unwrap_or(false);
+
+        // Which broker sets to read, and where.
+        let targets: Vec<(String, String, Arc<str>)> = state
+            .brokers
+            .iter()
+            .filter_map(|b| {
+                Some((
+                    b.name.clone(),
+                    b.read_addr()?.to_string(),
+                    Arc::from(b.cluster.as_str()),
+                ))
+            })
+            .collect();
+        if namesrv_ok {
+            let names: HashSet<&str> = targets.iter().map(|t| t.0.as_str()).collect();
+            state
+                .by_broker
+                .retain(|name, _| names.contains(name.as_str()));
+            let addrs: HashSet<String> = targets
+                .iter()
+                .map(|t| t.1.clone())
+                .chain(self.config.namesrv.iter().cloned())
+                .collect();
+            self.client.retain(&|a| addrs.contains(a)).await;
+        }
+
+        let reads = targets.iter().map(|(name, addr, _)| {
+            let cycle = &cycle;
+            async move {
+                let r =
+                    tokio::time::timeout_at(deadline.into(), self.read_broker(cycle, addr)).await;
+                let r = r.unwrap_or_else(|_| {
+                    Err(("deadline", format!("{addr}: cycle deadline reached")))
+                });
+                (name, r)
+            }
+        });
+        let results = futures_join_all(reads).await;
+        let now = unix_now();
+        for ((name, result), (_, _, cluster)) in results.into_iter().zip(&targets) {
+            match result {
+                Ok(rows) => {
+                    state.by_broker.insert(
+                        name.clone(),
+                        BrokerState {
+                            cluster: cluster.clone(),
+                            rows,
+                            last_success: now,
+                            up: true,
+                            fresh: true,
+                        },
+                    );
+                }
+                Err((cause, message)) => {
+                    cycle.error(cause, format!("broker {name}: {message}"));
+                    let entry =
+                        state
+                            .by_broker
+                            .entry(name.clone())
+                            .or_insert_with(|| BrokerState {
+                                cluster: cluster.clone(),
+                                rows: HashMap::new(),
+                                last_success: 0.0,
+                                up: false,
+                                fresh: false,
+                            });
+                    entry.up = false;
+                    entry.fresh = false;
+                }
+            }
+        }
+
+        self.refresh_connections(&cycle, &mut state, &targets, deadline)
+            .await;
+        let lookups = self
+            .refresh_store_times(&cycle, &mut state, &targets, deadline)
+            .await;
+
+        let mut report = SourceReport {
+            rpcs: cycle.rpcs.load(Ordering::Relaxed),
+            latency_lookups: lookups,
+            ..Default::default()
+        };
+        self.assemble(&state, now, &mut report);
+        let instance: Arc<str> = Arc::from(self.config.instance_id.as_deref().unwrap_or(""));
+        report.errors = cycle
+            .errors
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .map(|(cause, message)| CollectError {
+                instance_id: instance.clone(),
+                cause,
+                message,
+            })
+            .collect();
+        report
+    }
+
+    async fn refresh_connections(
+        &self,
+        cycle: &Cycle<'_>,
+        state: &mut State,
+        targets: &[(String, String, Arc<str>)],
+        deadline: Instant,
+    ) {
+        // Ask each group's first fresh broker.
+        let mut ask: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, addr, _) in targets {
+            if let Some(b) = state.by_broker.get(name).filter(|b| b.fresh) {
+                for (_, group) in b.rows.keys() {
+                    ask.entry(group.as_str()).or_insert(addr.as_str());
+                }
+            }
+        }
+        let reads = ask.iter().map(|(group, addr)| async move {
+            let n = tokio::time::timeout_at(deadline.into(), self.connections(cycle, addr, group))
+                .await
+                .ok()
+                .flatten();
+            (group.to_string(), n)
+        });
+        let answers = futures_join_all(reads).await;
+        let known: HashSet<&str> = state
+            .by_broker
+            .values()
+            .flat_map(|b| b.rows.keys().map(|k| k.1.as_str()))
+            .collect();
+        let mut connections: HashMap<String, u64> = state
+            .connections
+            .iter()
+            .filter(|(g, _)| known.contains(g.as_str()))
+            .map(|(g, n)| (g.clone(), *n))
+            .collect();
+        for (group, n) in answers {
+            if let Some(n) = n {
+                connections.insert(group, n);
+            }
+        }
+        state.connections = connections;
+    }
+
+    async fn refresh_store_times(
+        &self,
+        cycle: &Cycle<'_>,
+        state: &mut State,
+        targets: &[(String, String, Arc<str>)],
+        deadline: Instant,
+    ) -> u64 {
+        let addr_of: HashMap<&str, &str> = targets
+            .iter()
+            .map(|(n, a, _)| (n.as_str(), a.as_str()))
+            .collect();
+        let mut wanted: HashSet<MessageAt> = HashSet::new();
+        for (broker, b) in state.by_broker.iter().filter(|(_, b)| b.fresh) {
+            for ((topic, _), row) in &b.rows {
+                for &(queue, offset) in row.unconsumed.iter().chain(&row.undelivered) {
+                    wanted.insert(MessageAt {
+                        broker: broker.clone(),
+                        topic: topic.clone(),
+                        queue,
+                        offset,
+                    });
+                }
+            }
+        }
+        let mut store_times: HashMap<MessageAt, i64> = HashMap::new();
+        let mut missing = Vec::new();
+        for at in wanted {
+            match state.store_times.get(&at) {
+                Some(ts) => {
+                    store_times.insert(at, *ts);
+                }
+                None => missing.push(at),
+            }
+        }
+        missing.truncate(self.config.latency_lookups);
+        let lookups = missing.len() as u64;
+        let reads = missing.into_iter().filter_map(|at| {
+            let addr = *addr_of.get(at.broker.as_str())?;
+            Some(async move {
+                let ts =
+                    tokio::time::timeout_at(deadline.into(), self.store_time(cycle, addr, &at))
+                        .await
+                        .ok()
+                        .flatten();
+                (at, ts)
+            })
+        });
+        for (at, ts) in futures_join_all(reads).await {
+            if let Some(ts) = ts {
+                store_times.insert(at, ts);
+            }
+        }
+        for (broker, b) in state.by_broker.iter_mut().filter(|(_, b)| b.fresh) {
+            for ((topic, _), row) in b.rows.iter_mut() {
+                let oldest = |queues: &[(i32, i64)]| {
+                    queues
+                        .iter()
+                        .filter_map(|&(queue, offset)| {
+                            store_times
+                                .get(&MessageAt {
+                                    broker: broker.clone(),
+                                    topic: topic.clone(),
+                                    queue,
+                                    offset,
+                                })
+                                .copied()
+                        })
+                        .min()
+                };
+                row.oldest_unconsumed = oldest(&row.unconsumed);
+                row.oldest_undelivered = oldest(&row.undelivered);
+            }
+        }
+        // Keep the entries of stale brokers too, so that they need no new lookups on recovery.
+        for (at, ts) in state.store_times.drain() {
+            if state.by_broker.get(&at.broker).is_some_and(|b| !b.fresh) {
+                store_times.entry(at).or_insert(ts);
+            }
+        }
+        state.store_times = store_times;
+        lookups
+    }
+
+    fn assemble(&self, state: &State, now: f64, report: &mut SourceReport) {
+        let now_ms = (now * 1000.0) as i64;
+        let instance_of = |cluster: &Arc<str>| -> Arc<str> {
+            match &self.config.instance_id {
+                Some(id) => Arc::from(id.as_str()),
+                None => cluster.clone(),
+            }
+        };
+        let mut merged: BTreeMap<(Arc<str>, Arc<str>, &str, &str), ConsumerSeries> =
+            BTreeMap::new();
+        for b in state.by_broker.values() {
+            let instance = instance_of(&b.cluster);
+            for ((topic, group), row) in &b.rows {
+                let s = merged
+                    .entry((instance.clone(), b.cluster.clone(), topic, group))
+                    .or_insert_with(|| ConsumerSeries {
+                        instance_id: instance.clone(),
+                        cluster: b.cluster.clone(),
+                        topic: topic.clone(),
+                        consumer_group: group.clone(),
+                        is_retry: topic.starts_with("%RETRY%"),
+                        ready: 0,
+                        inflight: 0,
+                        lag_latency_ms: 0,
+                        queueing_latency_ms: 0,
+                        connections: state.connections.get(group).copied().unwrap_or(0),
+                        queues: 0,
+                    });
+                s.ready += row.ready;
+                s.inflight += row.inflight;
+                s.queues += row.queues;
+                let age = |ts: Option<i64>| ts.map(|t| (now_ms - t).max(0) as u64).unwrap_or(0);
+                s.lag_latency_ms = s.lag_latency_ms.max(age(row.oldest_unconsumed));
+                s.queueing_latency_ms = s.queueing_latency_ms.max(age(row.oldest_undelivered));
+            }
+        }
+        report.series = merged.into_values().collect();
+
+        let default_cluster: Arc<str> = state
+            .by_broker
+            .values()
+            .next()
+            .map(|b| b.cluster.clone())
+            .unwrap_or_else(|| Arc::from(""));
+        for addr in &self.config.namesrv {
+            let last = state.namesrv_last_success.get(addr).copied().unwrap_or(0.0);
+            report.targets.push(TargetHealth {
+                instance_id: instance_of(&default_cluster),
+                cluster: default_cluster.clone(),
+                kind: "namesrv",
+                target: addr.clone(),
+                up: state.namesrv_up.get(addr).copied().unwrap_or(false),
+                stale: false,
+                last_success: last,
+            });
+        }
+        for (name, b) in &state.by_broker {
+            report.targets.push(TargetHealth {
+                instance_id: instance_of(&b.cluster),
+                cluster: b.cluster.clone(),
+                kind: "broker",
+                target: name.clone(),
+                up: b.up,
+                stale: !b.fresh,
+                last_success: b.last_success,
+            });
+        }
+    }
+}
+
+impl Source for RemotingSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn collect(
+        &self,
+        deadline: Instant,
+    ) -> Pin<Box<dyn Future<Output = SourceReport> + Send + '_>> {
+        Box::pin(self.run(deadline))
+    }
+}
