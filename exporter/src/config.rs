@@ -131,6 +131,7 @@ pub struct FileConfig {
     pub connect_timeout_seconds: f64,
     pub concurrency: usize,
     pub latency_lookups: usize,
+    pub broker_forget_seconds: f64,
     pub max_frame_bytes: usize,
     pub group_allow: Option<String>,
     pub group_deny: Option<String>,
@@ -155,6 +156,7 @@ impl Default for FileConfig {
             connect_timeout_seconds: 3.0,
             concurrency: 32,
             latency_lookups: 2000,
+            broker_forget_seconds: 300.0,
             max_frame_bytes: crate::source::remoting::codec::DEFAULT_MAX_FRAME,
             group_allow: None,
             group_deny: None,
@@ -253,6 +255,7 @@ impl Config {
         }
         let request_timeout = secs("request_timeout_seconds", f.request_timeout_seconds)?;
         let connect_timeout = secs("connect_timeout_seconds", f.connect_timeout_seconds)?;
+        let forget_after = secs("broker_forget_seconds", f.broker_forget_seconds)?;
         if f.concurrency == 0 {
             return Err(bad("concurrency", "must be at least 1"));
         }
@@ -322,6 +325,7 @@ impl Config {
                 },
                 concurrency: f.concurrency,
                 latency_lookups: f.latency_lookups,
+                forget_after,
                 client: ClientConfig {
                     connect_timeout,
                     request_timeout,

@@ -71,6 +71,8 @@ pub struct RemotingConfig {
     pub concurrency: usize,
     /// Store-time lookups per cycle for lag latency; 0 turns lag latency off.
     pub latency_lookups: usize,
+    /// How long a broker that the name server stopped listing keeps its last values (stale).
+    pub forget_after: std::time::Duration,
     pub client: ClientConfig,
 }
 
@@ -101,6 +103,7 @@ type RowKey = (String, String);
 
 struct BrokerState {
     cluster: Arc<str>,
+    addr: String,
     rows: HashMap<RowKey, Row>,
     last_success: f64,
     up: bool,
@@ -331,8 +334,11 @@ impl RemotingSource {
                 .await
                 .unwrap_or(false);
 
-        // Which broker sets to read, and where.
-        let targets: Vec<(String, String, Arc<str>)> = state
+        // Which broker sets to read, and where: those the name server lists, and those it stopped
+        // listing less than `forget_after` ago (a crashed broker unregisters at once, and its
+        // last known backlog must stay visible, marked stale, until it returns).
+        let now = unix_now();
+        let mut targets: Vec<(String, String, Arc<str>)> = state
             .brokers
             .iter()
             .filter_map(|b| {
@@ -343,11 +349,16 @@ impl RemotingSource {
                 ))
             })
             .collect();
+        let forget_before = now - self.config.forget_after.as_secs_f64();
+        state.by_broker.retain(|name, b| {
+            targets.iter().any(|t| &t.0 == name) || b.last_success >= forget_before
+        });
+        for (name, b) in &state.by_broker {
+            if !targets.iter().any(|t| &t.0 == name) {
+                targets.push((name.clone(), b.addr.clone(), b.cluster.clone()));
+            }
+        }
         if namesrv_ok {
-            let names: HashSet<&str> = targets.iter().map(|t| t.0.as_str()).collect();
-            state
-                .by_broker
-                .retain(|name, _| names.contains(name.as_str()));
             let addrs: HashSet<String> = targets
                 .iter()
                 .map(|t| t.1.clone())
@@ -368,14 +379,14 @@ impl RemotingSource {
             }
         });
         let results = futures_join_all(reads).await;
-        let now = unix_now();
-        for ((name, result), (_, _, cluster)) in results.into_iter().zip(&targets) {
+        for ((name, result), (_, addr, cluster)) in results.into_iter().zip(&targets) {
             match result {
                 Ok(rows) => {
                     state.by_broker.insert(
                         name.clone(),
                         BrokerState {
                             cluster: cluster.clone(),
+                            addr: addr.clone(),
                             rows,
                             last_success: now,
                             up: true,
@@ -391,11 +402,13 @@ impl RemotingSource {
                             .entry(name.clone())
                             .or_insert_with(|| BrokerState {
                                 cluster: cluster.clone(),
+                                addr: addr.clone(),
                                 rows: HashMap::new(),
                                 last_success: 0.0,
                                 up: false,
                                 fresh: false,
                             });
+                    entry.addr = addr.clone();
                     entry.up = false;
                     entry.fresh = false;
                 }

@@ -1,0 +1,370 @@
+//! The exporter against a real Apache RocketMQ 5.3.3 cluster of two brokers (broker-a, broker-b):
+//! backlog exact to the message, equal to `mqadmin consumerProgress`, compared with the broker's
+//! own Prometheus metrics, and summed by the ARMS guide's query through a real Prometheus.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use support::{http_get, name, urlencode, Exporter, Metrics, Rig, RigOptions};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn rig() -> &'static Rig {
+    static RIG: OnceLock<Rig> = OnceLock::new();
+    RIG.get_or_init(|| {
+        Rig::start(RigOptions {
+            version: "5.3.3",
+            brokers: 2,
+            acl: false,
+        })
+    })
+}
+
+/// An exporter reading only the given groups, every second.
+fn exporter(groups: &[&str]) -> Exporter {
+    let allow = format!("^({})$", groups.join("|"));
+    Exporter::start(&[
+        "--namesrv",
+        rig().namesrv(),
+        "--interval",
+        "1",
+        "--deadline",
+        "1",
+        "--instance-id",
+        "rig",
+        "--group-allow",
+        &allow,
+    ])
+}
+
+/// (ready, inflight, lag) of one (topic, group) series.
+fn backlog(m: &Metrics, topic: &str, group: &str) -> Option<(f64, f64, f64)> {
+    let l = [("topic", topic), ("consumer_group", group)];
+    Some((
+        m.one("rocketmq_consumer_ready_messages", &l)?,
+        m.one("rocketmq_consumer_inflight_messages", &l)?,
+        m.one("rocketmq_consumer_lag_messages", &l)?,
+    ))
+}
+
+#[test]
+fn push_consumer_backlog_is_exact_and_equals_mqadmin() {
+    let rig = rig();
+    let (t1, t2, g) = (name("T1"), name("T2"), name("G"));
+    // 60 + 40 on T1 over 8 queues per broker; the group consumes the first 60.
+    rig.produce(&t1, 60, 8);
+    rig.consume(&g, &t1, 60);
+    rig.produce(&t1, 40, 8);
+    // A second topic the group never consumed past its first 10 of 35.
+    rig.produce(&t2, 10, 4);
+    let g2 = name("G");
+    rig.consume(&g2, &t2, 10);
+    rig.produce(&t2, 25, 4);
+
+    let exp = exporter(&[&g, &g2]);
+    let (ready, inflight, lag) =
+        exp.eventually(WAIT, |m| backlog(m, &t1, &g).filter(|b| b.2 == 40.0));
+    assert_eq!((ready, inflight, lag), (40.0, 0.0, 40.0));
+    let m = exp.eventually(WAIT, |m| {
+        backlog(m, &t2, &g2)
+            .filter(|b| b.2 == 25.0)
+            .map(|_| m.text.clone())
+    });
+    let m = Metrics::parse(&m);
+    assert_eq!(backlog(&m, &t2, &g2), Some((25.0, 0.0, 25.0)));
+    // Both brokers' queues are summed: 8 + 8 queues.
+    assert_eq!(
+        m.one(
+            "rocketmq_consumer_queues",
+            &[("topic", &t1), ("consumer_group", &g)]
+        ),
+        Some(16.0)
+    );
+    // mqadmin's totals include the group's %RETRY% queues, which the exporter reports with
+    // is_retry="true"; the sums over all of a group's series agree.
+    for (group, expected) in [(&g, 40), (&g2, 25)] {
+        let (diff, _) = rig.consumer_progress(group);
+        assert_eq!(diff, expected, "mqadmin consumerProgress -g {group}");
+        let exported: f64 = m
+            .find(
+                "rocketmq_consumer_lag_messages",
+                &[("consumer_group", group)],
+            )
+            .iter()
+            .sum();
+        assert_eq!(exported, diff as f64);
+    }
+    let retry = format!("%RETRY%{g}");
+    assert_eq!(
+        m.one(
+            "rocketmq_consumer_lag_messages",
+            &[
+                ("topic", &retry),
+                ("consumer_group", &g),
+                ("is_retry", "true")
+            ]
+        ),
+        Some(0.0)
+    );
+    // The labels are those of ARMS and the RocketMQ 5 broker.
+    let labels = &m
+        .samples
+        .iter()
+        .find(|(n, l, _)| n == "rocketmq_consumer_ready_messages" && l["topic"] == t1)
+        .unwrap()
+        .1;
+    assert_eq!(
+        labels.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec![
+            "cluster",
+            "consumer_group",
+            "instance_id",
+            "is_retry",
+            "topic"
+        ]
+    );
+    assert_eq!(labels["instance_id"], "rig");
+    assert_eq!(labels["cluster"], rig.cluster());
+}
+
+#[test]
+fn held_messages_are_inflight_and_ready_plus_inflight_stays_exact() {
+    let rig = rig();
+    let (t, g) = (name("TH"), name("GH"));
+    rig.produce(&t, 5, 4);
+    rig.consume(&g, &t, 5);
+    rig.produce(&t, 30, 4);
+    let mut holder = rig.loadgen_spawn(&["hold", "--group", &g, "--topic", &t, "--hold-s", "120"]);
+    holder.wait_for_line("HOLDING", WAIT);
+
+    let exp = exporter(&[&g]);
+    let (ready, inflight, _) = exp.eventually(WAIT, |m| {
+        backlog(m, &t, &g).filter(|b| b.1 > 0.0 && b.2 == 30.0)
+    });
+    assert_eq!(ready + inflight, 30.0);
+    assert!(inflight > 0.0);
+    let (diff, mq_inflight) = rig.consumer_progress(&g);
+    assert_eq!(diff, 30);
+    assert!(
+        mq_inflight.unwrap_or(0) > 0,
+        "mqadmin shows in-flight messages too"
+    );
+
+    // The broker's own metrics agree on all three numbers while the group is online.
+    let broker = broker_metrics_for(&t, &g, inflight);
+    let m = exp.metrics();
+    assert_eq!(
+        backlog(&m, &t, &g),
+        Some(broker),
+        "exporter vs broker /metrics"
+    );
+}
+
+/// Sums of the broker's own (ready, inflight, lag) for (topic, group) over both brokers, once
+/// in-flight matches `inflight` (the broker computes on each scrape).
+fn broker_metrics_for(topic: &str, group: &str, inflight: f64) -> (f64, f64, f64) {
+    let rig = rig();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let mut sum = (0.0, 0.0, 0.0);
+        for key in ["BROKER_A_PROM", "BROKER_B_PROM"] {
+            let (status, body) = http_get(rig.get(key), "/metrics").unwrap();
+            assert_eq!(status, 200);
+            let m = Metrics::parse(&body);
+            let l = [("topic", topic), ("consumer_group", group)];
+            let v = |n: &str| m.find(n, &l).iter().sum::<f64>();
+            sum.0 += v("rocketmq_consumer_ready_messages");
+            sum.1 += v("rocketmq_consumer_inflight_messages");
+            sum.2 += v("rocketmq_consumer_lag_messages");
+        }
+        if sum.1 == inflight || std::time::Instant::now() > deadline {
+            return sum;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn broker_metrics_skip_retry_topics_and_offline_groups_but_the_exporter_does_not() {
+    let rig = rig();
+    let (t, g) = (name("TR"), name("GR"));
+    rig.produce(&t, 10, 2);
+    rig.consume(&g, &t, 10);
+    rig.produce(&t, 7, 2);
+    let exp = exporter(&[&g]);
+    let m = exp.eventually(WAIT, |m| {
+        backlog(m, &t, &g)
+            .filter(|b| b.2 == 7.0)
+            .map(|_| m.text.clone())
+    });
+    let m = Metrics::parse(&m);
+    let retry = format!("%RETRY%{g}");
+    assert!(m
+        .one("rocketmq_consumer_lag_messages", &[("topic", &retry)])
+        .is_some());
+    // The group is offline now: the broker computes lag only for online groups.
+    for key in ["BROKER_A_PROM", "BROKER_B_PROM"] {
+        let (_, body) = http_get(rig.get(key), "/metrics").unwrap();
+        let broker = Metrics::parse(&body);
+        assert!(broker
+            .find("rocketmq_consumer_lag_messages", &[("consumer_group", &g)])
+            .is_empty());
+    }
+}
+
+#[test]
+fn pop_consumption_is_counted_exactly() {
+    let rig = rig();
+    let (t, g) = (name("TP"), name("GP"));
+    rig.produce(&t, 50, 4);
+    let out = rig.loadgen(&["pop", "--group", &g, "--topic", &t, "--expect", "50"]);
+    assert!(out.contains("RESULT consumed=50"), "{out}");
+    rig.produce(&t, 20, 4);
+    let exp = exporter(&[&g]);
+    let (ready, inflight, lag) =
+        exp.eventually(WAIT, |m| backlog(m, &t, &g).filter(|b| b.2 == 20.0));
+    assert_eq!((ready, inflight, lag), (20.0, 0.0, 20.0));
+}
+
+#[test]
+fn lag_latency_is_the_age_of_the_oldest_unconsumed_message() {
+    let rig = rig();
+    let (t, g) = (name("TL"), name("GL"));
+    rig.produce(&t, 4, 2);
+    rig.consume(&g, &t, 4);
+    let produced_at = std::time::Instant::now();
+    rig.produce(&t, 6, 2);
+    std::thread::sleep(Duration::from_secs(3));
+    let exp = exporter(&[&g]);
+    let m = exp.eventually(WAIT, |m| {
+        m.one(
+            "rocketmq_consumer_lag_latency_milliseconds",
+            &[("topic", &t), ("consumer_group", &g)],
+        )
+        .filter(|v| *v > 0.0)
+        .map(|_| m.text.clone())
+    });
+    let m = Metrics::parse(&m);
+    let l = [("topic", t.as_str()), ("consumer_group", g.as_str())];
+    let lag_ms = m
+        .one("rocketmq_consumer_lag_latency_milliseconds", &l)
+        .unwrap();
+    let queue_ms = m
+        .one("rocketmq_consumer_queueing_latency_milliseconds", &l)
+        .unwrap();
+    let upper = produced_at.elapsed().as_millis() as f64 + 1000.0;
+    assert!(
+        lag_ms >= 3000.0 && lag_ms <= upper,
+        "lag latency {lag_ms} ms, expected 3000..{upper}"
+    );
+    assert!(
+        queue_ms >= 3000.0 && queue_ms <= upper,
+        "queueing latency {queue_ms} ms"
+    );
+    // A group with no backlog has no age.
+    let retry = format!("%RETRY%{g}");
+    assert_eq!(
+        m.one(
+            "rocketmq_consumer_lag_latency_milliseconds",
+            &[("topic", &retry)]
+        ),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn deleted_groups_stop_being_exported() {
+    let rig = rig();
+    let (t, g) = (name("TD"), name("GD"));
+    rig.produce(&t, 3, 1);
+    rig.consume(&g, &t, 3);
+    rig.produce(&t, 2, 1);
+    let exp = exporter(&[&g]);
+    exp.eventually(WAIT, |m| backlog(m, &t, &g).filter(|b| b.2 == 2.0));
+    rig.mqadmin(&[
+        "deleteSubGroup",
+        "-c",
+        rig.cluster(),
+        "-g",
+        &g,
+        "-r",
+        "true",
+    ]);
+    exp.eventually(WAIT, |m| {
+        m.find("rocketmq_consumer_lag_messages", &[("consumer_group", &g)])
+            .is_empty()
+            .then_some(())
+    });
+}
+
+#[test]
+fn arms_guide_query_sums_per_group_through_prometheus() {
+    let rig = rig();
+    let (t, ga, gb) = (name("TK"), name("GA"), name("GB"));
+    rig.produce(&t, 60, 4);
+    rig.consume(&ga, &t, 60);
+    rig.produce(&t, 40, 4);
+    rig.consume(&gb, &t, 100);
+    rig.produce(&t, 15, 4);
+    // GA: 100 + 15 - 60 = 55 behind; GB: 15 behind.
+    let exp = exporter(&[&ga, &gb]);
+    exp.eventually(WAIT, |m| backlog(m, &t, &gb).filter(|b| b.2 == 15.0));
+
+    let dir = rig.dir.join(name("prom"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(support::repo_root().join("tests/rig/prometheus.sh"))
+        .args([
+            "start",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--target",
+            &exp.addr,
+        ])
+        .args(["--owner-pid", &std::process::id().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prom = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("PROM=")
+        .to_string();
+
+    let query = format!(
+        "sum({{__name__=~\"rocketmq_consumer_ready_messages|rocketmq_consumer_inflight_messages\",instance_id=\"rig\",topic=~\"{t}\"}}) by (consumer_group)"
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    let result = loop {
+        let (status, body) =
+            http_get(&prom, &format!("/api/v1/query?query={}", urlencode(&query))).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let rows = v["data"]["result"].as_array().cloned().unwrap_or_default();
+        let sums: std::collections::BTreeMap<String, f64> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"]["consumer_group"].as_str().unwrap().to_string(),
+                    r["value"][1].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect();
+        if sums.len() == 2 || std::time::Instant::now() > deadline {
+            break sums;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(result.get(&ga), Some(&55.0), "{result:?}");
+    assert_eq!(result.get(&gb), Some(&15.0), "{result:?}");
+    let _ = std::process::Command::new("bash")
+        .arg(support::repo_root().join("tests/rig/prometheus.sh"))
+        .args(["stop", "--dir", dir.to_str().unwrap()])
+        .status();
+}

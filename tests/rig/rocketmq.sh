@@ -1,0 +1,644 @@
+#!/usr/bin/env bash
+# rocketmq.sh — start/stop a throw-away Apache RocketMQ cluster on 127.0.0.1 for tests.
+#
+#   rocketmq.sh start --version V --dir DIR [--brokers 1|2] [--acl] [--owner-pid PID]
+#   rocketmq.sh stop --dir DIR
+#   rocketmq.sh kill-broker  --dir DIR --name broker-a|broker-b     (kill -9)
+#   rocketmq.sh start-broker --dir DIR --name broker-a|broker-b     (same ports/store, waits ready)
+#   rocketmq.sh kill-namesrv  --dir DIR                             (kill -9)
+#   rocketmq.sh start-namesrv --dir DIR                             (same port, waits ready + brokers re-registered)
+#   rocketmq.sh status --dir DIR                                    (prints node states; rc 0 if all up)
+#   rocketmq.sh mqadmin --dir DIR ARGS...                           (MQAdminStartup ARGS...)
+#   rocketmq.sh loadgen --dir DIR SUBCMD ARGS...                    (LoadGen.java; adds --namesrv and ACL creds if absent)
+#
+# See README.md next to this file. Environment overrides:
+#   RMQ_RIG_CACHE (jar cache, default ~/.cache/rmq-rig), RMQ_RIG_JAVA (java binary, default java),
+#   RMQ_RIG_START_TIMEOUT (seconds, default 90), RMQ_RIG_JVM_OPTS (extra options for all rig JVMs).
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SELF="$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")"
+JAVA="${RMQ_RIG_JAVA:-java}"
+START_TIMEOUT="${RMQ_RIG_START_TIMEOUT:-90}"
+CLUSTER_NAME="RigCluster"
+ACL_AK="rocketmq2"
+ACL_SK="12345678"
+
+die() { echo "rocketmq.sh: $*" >&2; exit 1; }
+log() { echo "rocketmq.sh: $*" >&2; }
+
+# ---------------------------------------------------------------- helpers
+
+# ver_ge A B : true if version A >= B (numeric dotted compare)
+ver_ge() {
+  local IFS=.
+  local -a a=($1) b=($2)
+  local i
+  for i in 0 1 2; do
+    local x="${a[$i]:-0}" y="${b[$i]:-0}"
+    x="${x%%[!0-9]*}"; y="${y%%[!0-9]*}"
+    ((10#${x:-0} > 10#${y:-0})) && return 0
+    ((10#${x:-0} < 10#${y:-0})) && return 1
+  done
+  return 0
+}
+
+# JVM flags needed on Java 17 by RocketMQ 4.9.x and 5.x (reflection into NIO buffers, cleaners, ...)
+JDK_OPENS=(
+  --add-opens=java.base/java.nio=ALL-UNNAMED
+  --add-opens=java.base/sun.nio.ch=ALL-UNNAMED
+  --add-opens=java.base/jdk.internal.ref=ALL-UNNAMED
+  --add-opens=java.base/jdk.internal.misc=ALL-UNNAMED
+  --add-opens=java.base/java.lang=ALL-UNNAMED
+  --add-opens=java.base/java.lang.reflect=ALL-UNNAMED
+  --add-opens=java.base/java.util=ALL-UNNAMED
+  --add-opens=java.base/java.util.concurrent=ALL-UNNAMED
+  --add-opens=java.base/java.io=ALL-UNNAMED
+  --add-opens=java.base/java.net=ALL-UNNAMED
+  --add-opens=java.management/sun.management=ALL-UNNAMED
+  --add-exports=java.base/sun.nio.ch=ALL-UNNAMED
+  --add-exports=java.base/jdk.internal.ref=ALL-UNNAMED
+  --add-exports=java.base/jdk.internal.misc=ALL-UNNAMED
+)
+COMMON_JVM=(-XX:+UseSerialGC -Xshare:auto -XX:-OmitStackTraceInFastThrow -Djava.net.preferIPv4Stack=true
+  -Dio.netty.tryReflectionSetAccessible=true -Dfile.encoding=UTF-8)
+
+py() { python3 - "$@"; }
+
+# pick_ports NSIMPLE NBROKER -> prints NSIMPLE single free ports then NBROKER broker base ports L
+# (L-2 = VIP channel, L = main, L+1 = HA must all be free). Checked by binding 0.0.0.0.
+pick_ports() {
+  py "$1" "$2" <<'PY'
+import random, socket, sys
+nsimple, nbroker = int(sys.argv[1]), int(sys.argv[2])
+used = set()
+def free(p):
+    if p in used or p < 1024 or p > 65535:
+        return False
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("0.0.0.0", p))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+out = []
+rnd = random.SystemRandom()
+for i in range(nsimple):
+    for _ in range(2000):
+        p = rnd.randrange(20000, 32000)
+        if free(p):
+            used.add(p); out.append(p); break
+    else:
+        sys.exit("no free port")
+for i in range(nbroker):
+    for _ in range(2000):
+        p = rnd.randrange(20000, 32000)
+        grp = [p - 2, p - 1, p, p + 1]
+        if all(free(q) for q in grp):
+            used.update(grp); out.append(p); break
+    else:
+        sys.exit("no free broker port group")
+print(" ".join(map(str, out)))
+PY
+}
+
+# remoting_req ADDR CODE -> prints response body (exit 0 if response code == 0)
+# Speaks the RocketMQ remoting JSON protocol directly (fast readiness probe; no JVM).
+remoting_req() {
+  py "$1" "$2" <<'PY'
+import json, socket, struct, sys
+host, port = sys.argv[1].rsplit(":", 1)
+code = int(sys.argv[2])
+try:
+    s = socket.create_connection((host, int(port)), timeout=2)
+    s.settimeout(3)
+    hdr = json.dumps({"code": code, "flag": 0, "language": "JAVA", "opaque": 1,
+                      "serializeTypeCurrentRPC": "JSON", "version": 401, "extFields": {}}).encode()
+    s.sendall(struct.pack(">ii", 4 + len(hdr), len(hdr)) + hdr)
+    def rd(n):
+        b = b""
+        while len(b) < n:
+            c = s.recv(n - len(b))
+            if not c:
+                raise EOFError("closed")
+            b += c
+        return b
+    total = struct.unpack(">i", rd(4))[0]
+    data = rd(total)
+    hl = struct.unpack(">i", data[:4])[0] & 0xFFFFFF
+    header = json.loads(data[4:4 + hl])
+    body = data[4 + hl:]
+    sys.stdout.write(body.decode("utf-8", "replace"))
+    sys.exit(0 if header.get("code") == 0 else 3)
+except Exception as e:
+    sys.stderr.write("remoting_req %s: %s\n" % (sys.argv[1], e))
+    sys.exit(2)
+PY
+}
+
+pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+
+# pid of a rig node if its process is alive and really belongs to this rig dir
+node_pid() {
+  local f="$DIR/pids/$1.pid" pid
+  [[ -f "$f" ]] || return 1
+  pid="$(cat "$f" 2>/dev/null || true)"
+  pid_alive "$pid" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/" || return 1
+  echo "$pid"
+}
+
+load_state() {
+  [[ -n "${DIR:-}" ]] || die "--dir is required"
+  [[ -f "$DIR/state" ]] || die "$DIR/state not found (rig not started with this --dir?)"
+  # shellcheck disable=SC1091
+  source "$DIR/state"
+}
+
+write_logback_49() {
+  # 4.9.x servers/tools configure logback from ROCKETMQ_HOME/conf/logback_*.xml (files required).
+  local f
+  for f in namesrv broker tools; do
+    cat >"$RMQ_HOME_DIR/conf/logback_$f.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <appender name="FILE" class="ch.qos.logback.core.FileAppender">
+    <file>\${user.home}/logs/rocketmqlogs/$f.log</file>
+    <append>true</append>
+    <encoder><pattern>%d{yyyy-MM-dd HH:mm:ss.SSS} %p %t - %m%n</pattern><charset>UTF-8</charset></encoder>
+  </appender>
+  <logger name="RocketmqBrokerConsole" additivity="false"><level value="INFO"/><appender-ref ref="FILE"/></logger>
+  <logger name="RocketmqNamesrvConsole" additivity="false"><level value="INFO"/><appender-ref ref="FILE"/></logger>
+  <root><level value="INFO"/><appender-ref ref="FILE"/></root>
+</configuration>
+EOF
+  done
+}
+
+# write DIR/<node>/run.sh which execs the JVM (pid of run.sh == pid of JVM)
+write_run_script() {
+  local node="$1" main="$2" conf="$3"; shift 3
+  local nd="$DIR/$node" heap
+  if [[ "$node" == namesrv ]]; then
+    heap=(-Xms128m -Xmx256m -XX:MaxDirectMemorySize=128m)
+  else
+    heap=(-Xms256m -Xmx512m -XX:MaxDirectMemorySize=512m)
+  fi
+  {
+    echo "#!/usr/bin/env bash"
+    echo "# generated by rocketmq.sh; runs rig node $node in the foreground"
+    echo "export ROCKETMQ_HOME=$(printf %q "$RMQ_HOME_DIR")"
+    echo "export NAMESRV_ADDR=$(printf %q "127.0.0.1:$NAMESRV_PORT")"
+    echo "cd $(printf %q "$nd")"
+    printf 'exec %q' "$JAVA"
+    printf ' %q' "${heap[@]}" "${COMMON_JVM[@]}" "${JDK_OPENS[@]}" \
+      "-Drocketmq.home.dir=$RMQ_HOME_DIR" "-Duser.home=$nd" "-Drig.node=$node" \
+      "-Drocketmq.client.logRoot=$nd/logs/rocketmqlogs"
+    # shellcheck disable=SC2086
+    [[ -n "${RMQ_RIG_JVM_OPTS:-}" ]] && printf ' %s' $RMQ_RIG_JVM_OPTS
+    printf ' %q' -cp "$LIB/*" "$main" -c "$conf"
+    echo
+  } >"$nd/run.sh"
+  chmod +x "$nd/run.sh"
+}
+
+launch_node() {
+  local node="$1" nd="$DIR/$1"
+  if node_pid "$node" >/dev/null; then
+    die "$node is already running (pid $(node_pid "$node"))"
+  fi
+  : >"$nd/console.log"
+  # setsid: own session, immune to the caller's terminal signals; all fds detached so callers
+  # capturing our stdout are not kept waiting by the JVM.
+  setsid bash -c 'echo $$ >"$1"; exec "$2"' _ "$DIR/pids/$node.pid" "$nd/run.sh" \
+    </dev/null >>"$nd/console.log" 2>&1 &
+  local i
+  for i in $(seq 1 50); do
+    [[ -s "$DIR/pids/$node.pid" ]] && break
+    sleep 0.05
+  done
+}
+
+fail_start() {
+  local node="$1" msg="$2" f
+  echo "rocketmq.sh: $node: $msg" >&2
+  for f in "$DIR/$node/console.log" "$DIR/$node/logs/rocketmqlogs/broker.log" "$DIR/$node/logs/rocketmqlogs/namesrv.log"; do
+    if [[ -s "$f" ]]; then
+      echo "----- tail -n 40 $f" >&2
+      tail -n 40 "$f" >&2 || true
+    fi
+  done
+  return 1
+}
+
+wait_namesrv() {
+  local deadline=$((SECONDS + START_TIMEOUT)) pid
+  while :; do
+    pid="$(node_pid namesrv)" || { fail_start namesrv "process exited during startup"; return 1; }
+    if remoting_req "127.0.0.1:$NAMESRV_PORT" 106 >/dev/null 2>&1; then
+      return 0
+    fi
+    ((SECONDS < deadline)) || { fail_start namesrv "not ready after ${START_TIMEOUT}s"; return 1; }
+    sleep 0.2
+  done
+}
+
+broker_port_var() { local n="${1#broker-}"; n="${n^^}"; echo "BROKER_${n}_PORT"; }
+
+# wait until broker printed "boot success" (this incarnation) and is registered in the name server
+wait_broker() {
+  local node="$1" deadline=$((SECONDS + START_TIMEOUT)) pv port body
+  pv="$(broker_port_var "$node")"; port="${!pv}"
+  while :; do
+    node_pid "$node" >/dev/null || { fail_start "$node" "process exited during startup"; return 1; }
+    if grep -q "boot success" "$DIR/$node/console.log" 2>/dev/null; then
+      if body="$(remoting_req "127.0.0.1:$NAMESRV_PORT" 106 2>/dev/null)" &&
+         [[ "$body" == *"\"127.0.0.1:$port\""* && "$body" == *"\"$node\""* ]]; then
+        return 0
+      fi
+    fi
+    ((SECONDS < deadline)) || { fail_start "$node" "not ready (boot success + registered in name server) after ${START_TIMEOUT}s"; return 1; }
+    sleep 0.2
+  done
+}
+
+print_env() {
+  cat "$DIR/env"
+}
+
+# ---------------------------------------------------------------- subcommands
+
+cmd_start() {
+  local version="" brokers=1 acl=0 owner=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --version) version="$2"; shift 2 ;;
+      --dir) DIR="$2"; shift 2 ;;
+      --brokers) brokers="$2"; shift 2 ;;
+      --acl) acl=1; shift ;;
+      --owner-pid) owner="$2"; shift 2 ;;
+      *) die "start: unknown argument $1" ;;
+    esac
+  done
+  [[ -n "$version" ]] || die "start: --version is required"
+  [[ -n "${DIR:-}" ]] || die "start: --dir is required"
+  [[ "$brokers" == 1 || "$brokers" == 2 ]] || die "start: --brokers must be 1 or 2"
+  if [[ -n "$owner" ]] && ! pid_alive "$owner"; then die "start: --owner-pid $owner is not alive"; fi
+  mkdir -p "$DIR"
+  DIR="$(cd "$DIR" && pwd)"
+  if [[ -f "$DIR/state" ]]; then
+    local n
+    for n in namesrv broker-a broker-b; do
+      if node_pid "$n" >/dev/null; then die "start: a rig is already running in $DIR ($n); stop it first"; fi
+    done
+  fi
+  local t0=$SECONDS
+  LIB="$("$SCRIPT_DIR/fetch.sh" "$version")"
+  local is5=0 prom=0 acl2=0
+  ver_ge "$version" 5.0.0 && is5=1
+  ver_ge "$version" 5.1.0 && prom=1
+  ver_ge "$version" 5.3.0 && acl2=1
+
+  local ports
+  ports="$(pick_ports $((1 + prom * brokers)) "$brokers")" || die "start: could not pick free ports"
+  local -a P=($ports)
+  NAMESRV_PORT="${P[0]}"
+  BROKER_A_PROM_PORT=""; BROKER_B_PROM_PORT=""; BROKER_B_PORT=""
+  if ((prom)); then
+    BROKER_A_PROM_PORT="${P[1]}"
+    ((brokers == 2)) && BROKER_B_PROM_PORT="${P[2]}"
+    BROKER_A_PORT="${P[$((1 + brokers))]}"
+    ((brokers == 2)) && BROKER_B_PORT="${P[$((2 + brokers))]}"
+  else
+    BROKER_A_PORT="${P[1]}"
+    ((brokers == 2)) && BROKER_B_PORT="${P[2]}"
+  fi
+
+  RMQ_HOME_DIR="$DIR/home"
+  mkdir -p "$DIR/pids" "$RMQ_HOME_DIR/conf" "$DIR/namesrv" "$DIR/tools"
+  rm -f "$DIR"/pids/*.pid
+
+  # --- state (sourced by other subcommands)
+  {
+    echo "VERSION=$version"
+    echo "LIB=$(printf %q "$LIB")"
+    echo "RMQ_HOME_DIR=$(printf %q "$RMQ_HOME_DIR")"
+    echo "NAMESRV_PORT=$NAMESRV_PORT"
+    echo "BROKER_A_PORT=$BROKER_A_PORT"
+    echo "BROKER_B_PORT=$BROKER_B_PORT"
+    echo "BROKER_A_PROM_PORT=$BROKER_A_PROM_PORT"
+    echo "BROKER_B_PROM_PORT=$BROKER_B_PROM_PORT"
+    echo "BROKERS=$brokers"
+    echo "ACL=$acl"
+  } >"$DIR/state"
+
+  # --- env (public interface)
+  {
+    echo "NAMESRV=127.0.0.1:$NAMESRV_PORT"
+    echo "BROKER_A=127.0.0.1:$BROKER_A_PORT"
+    ((brokers == 2)) && echo "BROKER_B=127.0.0.1:$BROKER_B_PORT"
+    ((prom)) && echo "BROKER_A_PROM=127.0.0.1:$BROKER_A_PROM_PORT"
+    ((prom && brokers == 2)) && echo "BROKER_B_PROM=127.0.0.1:$BROKER_B_PROM_PORT"
+    echo "CLUSTER=$CLUSTER_NAME"
+    echo "VERSION=$version"
+    echo "LIB=$LIB"
+    echo "ACL=$acl"
+    if ((acl)); then
+      echo "ACCESS_KEY=$ACL_AK"
+      echo "SECRET_KEY=$ACL_SK"
+    fi
+    echo "ROCKETMQ_HOME=$RMQ_HOME_DIR"
+  } >"$DIR/env"
+
+  ((is5)) || write_logback_49
+
+  # --- ACL files
+  rm -f "$RMQ_HOME_DIR/conf/tools.yml" "$RMQ_HOME_DIR/conf/plain_acl.yml"
+  if ((acl)); then
+    printf 'accessKey: %s\nsecretKey: %s\n' "$ACL_AK" "$ACL_SK" >"$RMQ_HOME_DIR/conf/tools.yml"
+    if ! ((acl2)); then
+      cat >"$RMQ_HOME_DIR/conf/plain_acl.yml" <<EOF
+globalWhiteRemoteAddresses: []
+
+accounts:
+  - accessKey: $ACL_AK
+    secretKey: $ACL_SK
+    whiteRemoteAddress:
+    admin: true
+    defaultTopicPerm: PUB|SUB
+    defaultGroupPerm: PUB|SUB
+EOF
+    fi
+  fi
+
+  # --- name server
+  {
+    echo "listenPort=$NAMESRV_PORT"
+    echo "bindAddress=127.0.0.1"
+    echo "kvConfigPath=$DIR/namesrv/kvConfig.json"
+  } >"$DIR/namesrv/namesrv.conf"
+  if ((is5)); then
+    write_run_script namesrv org.apache.rocketmq.namesrv.NamesrvStartup "$DIR/namesrv/namesrv.conf"
+  else
+    write_run_script namesrv org.apache.rocketmq.namesrv.NamesrvStartup "$DIR/namesrv/namesrv.conf"
+  fi
+
+  # --- brokers
+  local node port promport bn
+  for bn in a b; do
+    [[ "$bn" == b && "$brokers" != 2 ]] && continue
+    node="broker-$bn"
+    if [[ "$bn" == a ]]; then port="$BROKER_A_PORT"; promport="$BROKER_A_PROM_PORT"; else port="$BROKER_B_PORT"; promport="$BROKER_B_PROM_PORT"; fi
+    mkdir -p "$DIR/$node/store/commitlog"
+    {
+      echo "brokerClusterName=$CLUSTER_NAME"
+      echo "brokerName=$node"
+      echo "brokerId=0"
+      echo "brokerRole=ASYNC_MASTER"
+      echo "flushDiskType=ASYNC_FLUSH"
+      echo "namesrvAddr=127.0.0.1:$NAMESRV_PORT"
+      echo "brokerIP1=127.0.0.1"
+      echo "listenPort=$port"
+      echo "haListenPort=$((port + 1))"
+      echo "bindAddress=127.0.0.1"
+      echo "storePathRootDir=$DIR/$node/store"
+      echo "storePathCommitLog=$DIR/$node/store/commitlog"
+      echo "mappedFileSizeCommitLog=33554432"
+      echo "mappedFileSizeConsumeQueue=600000"
+      echo "maxIndexNum=40000"
+      echo "maxHashSlotNum=10000"
+      echo "autoCreateTopicEnable=true"
+      echo "autoCreateSubscriptionGroup=true"
+      echo "registerNameServerPeriod=10000"
+      echo "deleteWhen=04"
+      echo "fileReservedTime=48"
+      echo "diskMaxUsedSpaceRatio=95"
+      if ((is5)); then
+        echo "timerWheelEnable=false"
+      fi
+      if ((prom)); then
+        echo "metricsExporterType=PROM"
+        echo "metricsPromExporterHost=127.0.0.1"
+        echo "metricsPromExporterPort=$promport"
+      fi
+      if ((acl)); then
+        if ((acl2)); then
+          echo "authenticationEnabled=true"
+          echo "authenticationProvider=org.apache.rocketmq.auth.authentication.provider.DefaultAuthenticationProvider"
+          echo "authenticationMetadataProvider=org.apache.rocketmq.auth.authentication.provider.LocalAuthenticationMetadataProvider"
+          echo "authorizationEnabled=true"
+          echo "authorizationProvider=org.apache.rocketmq.auth.authorization.provider.DefaultAuthorizationProvider"
+          echo "authorizationMetadataProvider=org.apache.rocketmq.auth.authorization.provider.LocalAuthorizationMetadataProvider"
+          echo "initAuthenticationUser={\"username\":\"$ACL_AK\",\"password\":\"$ACL_SK\"}"
+          echo "innerClientAuthenticationCredentials={\"accessKey\":\"$ACL_AK\",\"secretKey\":\"$ACL_SK\"}"
+        else
+          echo "aclEnable=true"
+        fi
+      fi
+    } >"$DIR/$node/broker.conf"
+    write_run_script "$node" org.apache.rocketmq.broker.BrokerStartup "$DIR/$node/broker.conf"
+  done
+
+  # --- watchdog (before starting JVMs so that an owner dying mid-start is also covered)
+  if [[ -n "$owner" ]]; then
+    setsid bash -c 'echo $$ >"$1/pids/watchdog.pid"; while kill -0 "$2" 2>/dev/null; do sleep 1; done; echo "owner $2 gone, stopping rig"; exec "$3" stop --dir "$1"' \
+      _ "$DIR" "$owner" "$SELF" </dev/null >>"$DIR/watchdog.log" 2>&1 &
+  fi
+
+  local ok=1
+  launch_node namesrv
+  wait_namesrv || ok=0
+  if ((ok)); then
+    launch_node broker-a
+    ((brokers == 2)) && launch_node broker-b
+    wait_broker broker-a || ok=0
+    if ((ok && brokers == 2)); then wait_broker broker-b || ok=0; fi
+  fi
+  if ((!ok)); then
+    log "start failed; stopping the rig"
+    "$SELF" stop --dir "$DIR" >&2 || true
+    exit 1
+  fi
+  log "RocketMQ $version rig ready in $((SECONDS - t0))s (dir $DIR)"
+  print_env
+}
+
+# kill_pids SIG NODE... ; TERM then KILL after 5 s; waits for exit
+stop_nodes() {
+  local -a pids=() names=()
+  local n pid
+  for n in "$@"; do
+    if pid="$(node_pid "$n")"; then pids+=("$pid"); names+=("$n"); fi
+  done
+  ((${#pids[@]})) || return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  local i alive
+  for i in $(seq 1 50); do
+    alive=0
+    for pid in "${pids[@]}"; do pid_alive "$pid" && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do
+    if pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  done
+  for i in $(seq 1 50); do
+    alive=0
+    for pid in "${pids[@]}"; do pid_alive "$pid" && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for n in "${names[@]}"; do rm -f "$DIR/pids/$n.pid"; done
+}
+
+cmd_stop() {
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --dir) DIR="$2"; shift 2 ;;
+      *) die "stop: unknown argument $1" ;;
+    esac
+  done
+  [[ -n "${DIR:-}" ]] || die "stop: --dir is required"
+  [[ -d "$DIR" ]] || return 0
+  DIR="$(cd "$DIR" && pwd)"
+  # watchdog first (unless we are the watchdog)
+  local wf="$DIR/pids/watchdog.pid" wpid
+  if [[ -f "$wf" ]]; then
+    wpid="$(cat "$wf" 2>/dev/null || true)"
+    if [[ -n "$wpid" && "$wpid" != "$$" ]] && pid_alive "$wpid" &&
+       tr '\0' ' ' <"/proc/$wpid/cmdline" 2>/dev/null | grep -qF -- "$DIR"; then
+      kill -TERM "$wpid" 2>/dev/null || true
+    fi
+    rm -f "$wf"
+  fi
+  # brokers first (they unregister from the name server), then the name server
+  stop_nodes broker-a broker-b
+  stop_nodes namesrv
+  # any stray rig JVM (e.g. pid file lost) identified by its rig dir in the command line
+  local pid
+  for pid in $(pgrep -f -- "-Duser.home=$DIR/" 2>/dev/null || true); do
+    [[ "$pid" == "$$" ]] && continue
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+}
+
+parse_dir_name() {
+  NAME=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --dir) DIR="$2"; shift 2 ;;
+      --name) NAME="$2"; shift 2 ;;
+      *) die "unknown argument $1" ;;
+    esac
+  done
+  [[ -n "${DIR:-}" ]] || die "--dir is required"
+  DIR="$(cd "$DIR" && pwd)"
+}
+
+check_broker_name() {
+  [[ "$NAME" == broker-a || ( "$NAME" == broker-b && "$BROKERS" == 2 ) ]] ||
+    die "--name must be broker-a$([[ "$BROKERS" == 2 ]] && echo ' or broker-b')"
+}
+
+cmd_kill_node() {
+  local node="$1" pid
+  if pid="$(node_pid "$node")"; then
+    kill -KILL "$pid" 2>/dev/null || true
+    local i
+    for i in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.05; done
+    pid_alive "$pid" && die "$node (pid $pid) did not die"
+    log "killed $node (pid $pid)"
+  else
+    log "$node is not running"
+  fi
+  rm -f "$DIR/pids/$node.pid"
+}
+
+cmd_start_broker() {
+  local t0=$SECONDS
+  launch_node "$NAME"
+  wait_broker "$NAME" || { stop_nodes "$NAME"; exit 1; }
+  log "$NAME ready in $((SECONDS - t0))s"
+}
+
+cmd_start_namesrv() {
+  local t0=$SECONDS
+  launch_node namesrv
+  wait_namesrv || { stop_nodes namesrv; exit 1; }
+  # running brokers re-register within registerNameServerPeriod (10 s in the rig)
+  local bn node pv port body deadline=$((SECONDS + START_TIMEOUT))
+  for bn in a b; do
+    node="broker-$bn"
+    node_pid "$node" >/dev/null || continue
+    pv="$(broker_port_var "$node")"; port="${!pv}"
+    while :; do
+      if body="$(remoting_req "127.0.0.1:$NAMESRV_PORT" 106 2>/dev/null)" && [[ "$body" == *"\"127.0.0.1:$port\""* ]]; then
+        break
+      fi
+      ((SECONDS < deadline)) || die "start-namesrv: $node did not re-register within ${START_TIMEOUT}s"
+      sleep 0.5
+    done
+  done
+  log "namesrv ready (brokers registered) in $((SECONDS - t0))s"
+}
+
+cmd_status() {
+  local n rc=0 pid
+  for n in namesrv broker-a broker-b; do
+    [[ "$n" == broker-b && "$BROKERS" != 2 ]] && continue
+    if pid="$(node_pid "$n")"; then echo "$n running pid=$pid"; else echo "$n stopped"; rc=1; fi
+  done
+  return $rc
+}
+
+tool_jvm() {
+  TOOL_JVM=(-Xms32m -Xmx256m -XX:TieredStopAtLevel=1 "${COMMON_JVM[@]}" "${JDK_OPENS[@]}"
+    "-Drocketmq.home.dir=$RMQ_HOME_DIR" "-Duser.home=$DIR/tools" "-Drocketmq.client.logRoot=$DIR/tools/logs/rocketmqlogs")
+  # shellcheck disable=SC2206
+  [[ -n "${RMQ_RIG_JVM_OPTS:-}" ]] && TOOL_JVM+=($RMQ_RIG_JVM_OPTS)
+  return 0
+}
+
+cmd_mqadmin() {
+  tool_jvm
+  export ROCKETMQ_HOME="$RMQ_HOME_DIR"
+  exec "$JAVA" "${TOOL_JVM[@]}" -cp "$LIB/*" org.apache.rocketmq.tools.command.MQAdminStartup "$@"
+}
+
+cmd_loadgen() {
+  tool_jvm
+  export ROCKETMQ_HOME="$RMQ_HOME_DIR"
+  local -a args=("$@")
+  local a has_ns=0 has_ak=0
+  for a in "${args[@]}"; do
+    [[ "$a" == --namesrv ]] && has_ns=1
+    [[ "$a" == --ak ]] && has_ak=1
+  done
+  ((has_ns)) || args+=(--namesrv "127.0.0.1:$NAMESRV_PORT")
+  if [[ "$ACL" == 1 ]] && ((!has_ak)); then args+=(--ak "$ACL_AK" --sk "$ACL_SK"); fi
+  exec "$JAVA" "${TOOL_JVM[@]}" -cp "$LIB/*" "$SCRIPT_DIR/LoadGen.java" "${args[@]}"
+}
+
+# ---------------------------------------------------------------- main
+[[ $# -ge 1 ]] || { sed -n '2,20p' "$SELF" | sed 's/^# \{0,1\}//'; exit 2; }
+sub="$1"; shift
+DIR=""
+case "$sub" in
+  start) cmd_start "$@" ;;
+  stop) cmd_stop "$@" ;;
+  kill-broker) parse_dir_name "$@"; load_state; check_broker_name; cmd_kill_node "$NAME" ;;
+  start-broker) parse_dir_name "$@"; load_state; check_broker_name; cmd_start_broker ;;
+  kill-namesrv) parse_dir_name "$@"; load_state; cmd_kill_node namesrv ;;
+  start-namesrv) parse_dir_name "$@"; load_state; cmd_start_namesrv ;;
+  status) parse_dir_name "$@"; load_state; cmd_status ;;
+  mqadmin|loadgen)
+    [[ "${1:-}" == --dir && $# -ge 2 ]] || die "$sub: usage: $sub --dir DIR ARGS..."
+    DIR="$(cd "$2" && pwd)"; shift 2
+    load_state
+    if [[ "$sub" == mqadmin ]]; then cmd_mqadmin "$@"; else cmd_loadgen "$@"; fi
+    ;;
+  -h|--help|help) sed -n '2,20p' "$SELF" | sed 's/^# \{0,1\}//' ;;
+  *) die "unknown subcommand $sub (start|stop|kill-broker|start-broker|kill-namesrv|start-namesrv|status|mqadmin|loadgen)" ;;
+esac

@@ -1,0 +1,476 @@
+//! Shared test support: the real RocketMQ rig (tests/rig/rocketmq.sh), the load generator
+//! (tests/rig/LoadGen.java), the exporter binary as a child process, and a tiny HTTP client.
+//!
+//! Every child process is tied to the test process: the rig's JVMs are killed by the rig's
+//! watchdog when this process exits (`--owner-pid`), and [`Exporter`] kills its child on drop.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn rig_script(name: &str) -> PathBuf {
+    repo_root().join("tests/rig").join(name)
+}
+
+fn must(out: Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A running name server and broker(s) of one Apache RocketMQ version.
+pub struct Rig {
+    pub dir: PathBuf,
+    pub env: HashMap<String, String>,
+}
+
+pub struct RigOptions {
+    pub version: &'static str,
+    pub brokers: u8,
+    pub acl: bool,
+}
+
+impl Rig {
+    pub fn start(opts: RigOptions) -> Rig {
+        let dir = std::env::temp_dir().join(format!(
+            "rmq-rig-{}-{}-{}",
+            opts.version,
+            std::process::id(),
+            unique()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new("bash");
+        cmd.arg(rig_script("rocketmq.sh"))
+            .args(["start", "--version", opts.version, "--dir"])
+            .arg(&dir)
+            .args(["--brokers", &opts.brokers.to_string()])
+            .args(["--owner-pid", &std::process::id().to_string()]);
+        if opts.acl {
+            cmd.arg("--acl");
+        }
+        must(cmd.output().unwrap(), "rocketmq.sh start");
+        let env = std::fs::read_to_string(dir.join("env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Rig { dir, env }
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("rig env has no {key}: {:?}", self.env))
+    }
+
+    pub fn namesrv(&self) -> &str {
+        self.get("NAMESRV")
+    }
+
+    pub fn cluster(&self) -> &str {
+        self.get("CLUSTER")
+    }
+
+    fn rig(&self, args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(rig_script("rocketmq.sh"))
+            .args(args)
+            .output()
+            .unwrap();
+        must(out, &format!("rocketmq.sh {}", args.join(" ")))
+    }
+
+    pub fn kill_broker(&self, name: &str) {
+        self.rig(&[
+            "kill-broker",
+            "--dir",
+            self.dir.to_str().unwrap(),
+            "--name",
+            name,
+        ]);
+    }
+    pub fn start_broker(&self, name: &str) {
+        self.rig(&[
+            "start-broker",
+            "--dir",
+            self.dir.to_str().unwrap(),
+            "--name",
+            name,
+        ]);
+    }
+    pub fn kill_namesrv(&self) {
+        self.rig(&["kill-namesrv", "--dir", self.dir.to_str().unwrap()]);
+    }
+    pub fn start_namesrv(&self) {
+        self.rig(&["start-namesrv", "--dir", self.dir.to_str().unwrap()]);
+    }
+
+    /// Runs `mqadmin ARGS -n NAMESRV` and returns its stdout.
+    pub fn mqadmin(&self, args: &[&str]) -> String {
+        let mut all = vec!["mqadmin", "--dir", self.dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-n", self.namesrv()]);
+        self.rig(&all)
+    }
+
+    /// `mqadmin consumerProgress -g GROUP` totals: (diff total, inflight total if printed).
+    pub fn consumer_progress(&self, group: &str) -> (i64, Option<i64>) {
+        let out = self.mqadmin(&["consumerProgress", "-g", group]);
+        let total = |label: &str| {
+            out.lines()
+                .find_map(|l| l.trim().strip_prefix(label))
+                .map(|v| {
+                    v.trim()
+                        .trim_start_matches(':')
+                        .trim()
+                        .parse::<i64>()
+                        .unwrap()
+                })
+        };
+        (
+            total("Consume Diff Total").unwrap_or_else(|| panic!("no diff total in:\n{out}")),
+            total("Consume Inflight Total"),
+        )
+    }
+
+    fn loadgen_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg(rig_script("rocketmq.sh"))
+            .args(["loadgen", "--dir", self.dir.to_str().unwrap()])
+            .args(args);
+        cmd
+    }
+
+    /// Runs the load generator to completion.
+    pub fn loadgen(&self, args: &[&str]) -> String {
+        must(
+            self.loadgen_cmd(args).output().unwrap(),
+            &format!("LoadGen {}", args.join(" ")),
+        )
+    }
+
+    /// Starts the load generator in the background (killed on drop).
+    pub fn loadgen_spawn(&self, args: &[&str]) -> Background {
+        let child = self
+            .loadgen_cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Background { child }
+    }
+
+    pub fn produce(&self, topic: &str, count: u32, queues: u32) {
+        let out = self.loadgen(&[
+            "produce",
+            "--topic",
+            topic,
+            "--count",
+            &count.to_string(),
+            "--queues",
+            &queues.to_string(),
+        ]);
+        assert!(out.contains(&format!("RESULT sent={count}")), "{out}");
+    }
+
+    pub fn consume(&self, group: &str, topic: &str, expect: u32) {
+        let out = self.loadgen(&[
+            "consume",
+            "--group",
+            group,
+            "--topic",
+            topic,
+            "--expect",
+            &expect.to_string(),
+        ]);
+        assert!(out.contains(&format!("RESULT consumed={expect}")), "{out}");
+    }
+}
+
+/// A background child process, killed on drop.
+pub struct Background {
+    pub child: Child,
+}
+
+impl Background {
+    /// Waits until a line of stdout contains `needle`, or panics after `timeout`.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let stdout = self.child.stdout.as_mut().unwrap();
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while Instant::now() < deadline {
+            match stdout.read(&mut byte) {
+                Ok(1) => {
+                    seen.push(byte[0]);
+                    if byte[0] == b'\n' {
+                        let text = String::from_utf8_lossy(&seen).into_owned();
+                        if let Some(line) = text.lines().last().filter(|l| l.contains(needle)) {
+                            return line.to_string();
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        panic!(
+            "no line with {needle:?} within {timeout:?}; output: {}",
+            String::from_utf8_lossy(&seen)
+        );
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A name that no other test uses.
+pub fn name(prefix: &str) -> String {
+    format!("{prefix}_{}_{}", std::process::id(), unique())
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The exporter binary running as a child process on a loopback port.
+pub struct Exporter {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Exporter {
+    pub fn start(args: &[&str]) -> Exporter {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = std::env::temp_dir().join(format!(
+            "rmq-exporter-{}-{}.log",
+            std::process::id(),
+            unique()
+        ));
+        let child = Command::new(env!("CARGO_BIN_EXE_rmq-exporter"))
+            .args(["--listen", &addr])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let e = Exporter { child, addr };
+        e.wait_ready(Duration::from_secs(60));
+        e
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if http_get(&self.addr, "/readyz").is_ok_and(|(s, _)| s == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("exporter on {} not ready within {timeout:?}", self.addr);
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let (status, body) = http_get(&self.addr, "/metrics").unwrap();
+        assert_eq!(status, 200);
+        Metrics::parse(&body)
+    }
+
+    /// Polls /metrics until `check` returns Some, or panics with the last page.
+    pub fn eventually<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&Metrics) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            let m = self.metrics();
+            if let Some(v) = check(&m) {
+                return v;
+            }
+            last = Some(m);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "condition not met within {timeout:?}; last page:\n{}",
+            last.map(|m| m.text).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed Prometheus text page.
+pub struct Metrics {
+    pub text: String,
+    pub samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let value: f64 = value.parse().unwrap();
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+                None => (series, BTreeMap::new()),
+            };
+            samples.push((name.to_string(), labels, value));
+        }
+        Metrics {
+            text: text.to_string(),
+            samples,
+        }
+    }
+
+    /// Values of `name` whose labels include every (key, value) in `labels`.
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| *v)
+            .collect()
+    }
+
+    /// The single value of `name` with `labels`, if exactly one series matches.
+    pub fn one(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        match self.find(name, labels).as_slice() {
+            [v] => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        assert_eq!(chars.next(), Some('"'));
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(o) => value.push(o),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        out.insert(key.trim_start_matches(',').to_string(), value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    out
+}
+
+/// A minimal HTTP/1.1 GET over loopback: (status, body).
+pub fn http_get(addr: &str, path_and_query: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
