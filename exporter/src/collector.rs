@@ -101,11 +101,12 @@ impl Collector {
         self.counters.latency_lookups += snapshot.latency_lookups;
         let render_started = Instant::now();
         let page = prometheus::render(&snapshot, &self.counters);
+        self.counters.last_render_seconds = render_started.elapsed().as_secs_f64();
         tracing::info!(
             series = snapshot.series.len(),
             rpcs = snapshot.rpcs,
             cycle_ms = (snapshot.cycle_seconds * 1000.0) as u64,
-            render_ms = render_started.elapsed().as_secs_f64() * 1000.0,
+            render_ms = self.counters.last_render_seconds * 1000.0,
             bytes = page.len(),
             "collection cycle done"
         );

@@ -195,7 +195,16 @@ pub struct Config {
 pub struct ConfigError(String);
 
 fn bad(key: &str, why: impl std::fmt::Display) -> ConfigError {
-    ConfigError(format!("key `{key}`: {why}"))
+    ConfigError(one_line(&format!("key `{key}`: {why}")))
+}
+
+/// Folds a multi-line message (regex errors draw carets under the pattern) into one line.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == ' '))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Config {
@@ -223,7 +232,7 @@ impl Config {
         let file: FileConfig = figment
             .merge(Serialized::defaults(&cli))
             .extract()
-            .map_err(|e| ConfigError(e.to_string().replace('\n', " ")))?;
+            .map_err(|e| ConfigError(one_line(&e.to_string())))?;
         Config::validate(file, once)
     }
 
@@ -331,6 +340,8 @@ impl Config {
                     request_timeout,
                     max_frame: f.max_frame_bytes,
                     credentials,
+                    // One reconnect attempt per cycle at most, so recovery takes at most two cycles.
+                    backoff_max: (interval / 2).min(Duration::from_secs(30)),
                 },
             });
         }

@@ -16,6 +16,8 @@ pub struct Counters {
     pub cycles: u64,
     pub rpcs: u64,
     pub latency_lookups: u64,
+    /// Seconds the previous page took to render.
+    pub last_render_seconds: f64,
     /// (source, cause) → errors seen.
     pub errors: BTreeMap<(String, &'static str), u64>,
 }
@@ -187,7 +189,7 @@ fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
             "rocketmq_exporter_errors_total{{source=\"{l}\",cause=\"{cause}\"}} {n}"
         );
     }
-    let scalars: [(&str, &str, &str, String); 7] = [
+    let scalars: [(&str, &str, &str, String); 8] = [
         (
             "rocketmq_exporter_collection_duration_seconds",
             "gauge",
@@ -223,6 +225,12 @@ fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
             "counter",
             "Message store-time lookups made for lag latency.",
             counters.latency_lookups.to_string(),
+        ),
+        (
+            "rocketmq_exporter_render_duration_seconds",
+            "gauge",
+            "Time the previous cycle took to render this page's consumer series (scrapes only copy it).",
+            format!("{:.6}", counters.last_render_seconds),
         ),
         (
             "rocketmq_exporter_series",

@@ -3,7 +3,7 @@
 //! Requests are matched to responses by `opaque`, so any number can be in flight on one
 //! connection (the broker answers admin requests from a thread pool, out of order). A connection
 //! that fails is dropped with every request on it failed at once; the next request reconnects,
-//! after an exponential backoff (doubling from 250 ms to 30 s) that keeps a dead broker from
+//! after an exponential backoff (doubling from 250 ms up to `backoff_max`) that keeps a dead broker from
 //! being hammered every cycle. Frames larger than the configured cap are refused before any
 //! allocation, so a hostile peer cannot make the exporter's memory grow.
 
@@ -72,6 +72,8 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     pub max_frame: usize,
     pub credentials: Option<Credentials>,
+    /// Longest wait before reconnecting to an address that refused or dropped us.
+    pub backoff_max: Duration,
 }
 
 impl Default for ClientConfig {
@@ -81,6 +83,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(5),
             max_frame: codec::DEFAULT_MAX_FRAME,
             credentials: None,
+            backoff_max: Duration::from_secs(30),
         }
     }
 }
@@ -108,7 +111,6 @@ pub struct Client {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 impl Client {
     pub fn new(config: ClientConfig) -> Self {
@@ -205,7 +207,8 @@ impl Client {
             Err(e) => {
                 let mut backoff = lock(&self.backoff);
                 let b = backoff.entry(addr.to_string()).or_default();
-                b.delay = (b.delay * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+                b.delay =
+                    (b.delay * 2).clamp(BACKOFF_MIN, self.config.backoff_max.max(BACKOFF_MIN));
                 b.until = Some(Instant::now() + b.delay);
                 b.last = e.to_string();
                 Err(e)

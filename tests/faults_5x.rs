@@ -1,0 +1,165 @@
+//! Faults against a real Apache RocketMQ 5.3.3 cluster of two brokers: a broker killed and
+//! restarted, the name server down mid-run and at start. The tests share one rig and kill parts
+//! of it, so they take a lock and run one at a time.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use support::{http_get, name, Exporter, Metrics, Rig, RigOptions};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn rig() -> (&'static Rig, MutexGuard<'static, ()>) {
+    static RIG: OnceLock<Rig> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let rig = RIG.get_or_init(|| {
+        Rig::start(RigOptions {
+            version: "5.3.3",
+            brokers: 2,
+            acl: false,
+        })
+    });
+    (rig, guard)
+}
+
+fn exporter(rig: &Rig, group: &str) -> Exporter {
+    let allow = format!("^{group}$");
+    Exporter::start(&[
+        "--namesrv",
+        rig.namesrv(),
+        "--interval",
+        "1",
+        "--deadline",
+        "1",
+        "--group-allow",
+        &allow,
+    ])
+}
+
+fn lag(m: &Metrics, topic: &str, group: &str) -> Option<f64> {
+    m.one(
+        "rocketmq_consumer_lag_messages",
+        &[("topic", topic), ("consumer_group", group)],
+    )
+}
+
+fn target(m: &Metrics, metric: &str, target: &str) -> Option<f64> {
+    m.one(metric, &[("target", target)])
+}
+
+/// A group 30 messages behind on a topic spread over both brokers.
+fn backlog_of_30(rig: &Rig) -> (String, String) {
+    let (t, g) = (name("TF"), name("GF"));
+    rig.produce(&t, 20, 4);
+    rig.consume(&g, &t, 20);
+    rig.produce(&t, 30, 4);
+    (t, g)
+}
+
+#[test]
+fn killed_broker_keeps_last_values_marked_stale_and_recovers_within_two_intervals() {
+    let (rig, _lock) = rig();
+    let (t, g) = backlog_of_30(rig);
+    let exp = exporter(rig, &g);
+    exp.eventually(WAIT, |m| lag(m, &t, &g).filter(|v| *v == 30.0));
+    let series_before = exp.metrics().one("rocketmq_exporter_series", &[]).unwrap();
+
+    rig.kill_broker("broker-a");
+    let m = exp.eventually(WAIT, |m| {
+        (target(m, "rocketmq_exporter_up", "broker-a") == Some(0.0)).then(|| m.text.clone())
+    });
+    let m = Metrics::parse(&m);
+    assert_eq!(target(&m, "rocketmq_exporter_stale", "broker-a"), Some(1.0));
+    assert_eq!(target(&m, "rocketmq_exporter_stale", "broker-b"), Some(0.0));
+    // Last known values stay, exactly once per series.
+    assert_eq!(lag(&m, &t, &g), Some(30.0));
+    assert_eq!(m.one("rocketmq_exporter_series", &[]), Some(series_before));
+    assert!(
+        m.find("rocketmq_exporter_errors_total", &[])
+            .iter()
+            .sum::<f64>()
+            > 0.0
+    );
+
+    rig.start_broker("broker-a");
+    let back = Instant::now();
+    let m = exp.eventually(WAIT, |m| {
+        (target(m, "rocketmq_exporter_stale", "broker-a") == Some(0.0)).then(|| m.text.clone())
+    });
+    // The broker is reachable when start-broker returns; two 1-second cycles (plus one scrape
+    // and the first cycle's own duration) is the bound.
+    assert!(
+        back.elapsed() < Duration::from_secs(3),
+        "recovered after {:?}",
+        back.elapsed()
+    );
+    let m = Metrics::parse(&m);
+    assert_eq!(target(&m, "rocketmq_exporter_up", "broker-a"), Some(1.0));
+    assert_eq!(lag(&m, &t, &g), Some(30.0));
+    assert_eq!(m.one("rocketmq_exporter_series", &[]), Some(series_before));
+}
+
+#[test]
+fn name_server_down_mid_run_keeps_reading_the_known_brokers() {
+    let (rig, _lock) = rig();
+    let (t, g) = backlog_of_30(rig);
+    let exp = exporter(rig, &g);
+    exp.eventually(WAIT, |m| lag(m, &t, &g).filter(|v| *v == 30.0));
+
+    rig.kill_namesrv();
+    let m = exp.eventually(WAIT, |m| {
+        (target(m, "rocketmq_exporter_up", rig.namesrv()) == Some(0.0)).then(|| m.text.clone())
+    });
+    let m = Metrics::parse(&m);
+    // Brokers are still read from the last known list: fresh, not stale.
+    assert_eq!(target(&m, "rocketmq_exporter_up", "broker-a"), Some(1.0));
+    assert_eq!(target(&m, "rocketmq_exporter_stale", "broker-a"), Some(0.0));
+    assert_eq!(lag(&m, &t, &g), Some(30.0));
+    let broker_read = target(
+        &m,
+        "rocketmq_exporter_last_success_timestamp_seconds",
+        "broker-b",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let m = exp.metrics();
+    assert!(
+        target(
+            &m,
+            "rocketmq_exporter_last_success_timestamp_seconds",
+            "broker-b"
+        )
+        .unwrap()
+            > broker_read
+    );
+    assert!(
+        m.one("rocketmq_exporter_errors_total", &[("cause", "connect")])
+            .unwrap_or(0.0)
+            > 0.0
+    );
+
+    rig.start_namesrv();
+    exp.eventually(WAIT, |m| {
+        (target(m, "rocketmq_exporter_up", rig.namesrv()) == Some(1.0)).then_some(())
+    });
+}
+
+#[test]
+fn name_server_down_at_start_serves_health_then_data_when_it_returns() {
+    let (rig, _lock) = rig();
+    let (t, g) = backlog_of_30(rig);
+    rig.kill_namesrv();
+    let exp = exporter(rig, &g);
+    let m = exp.metrics();
+    assert_eq!(target(&m, "rocketmq_exporter_up", rig.namesrv()), Some(0.0));
+    assert!(m.find("rocketmq_consumer_lag_messages", &[]).is_empty());
+    assert_eq!(http_get(&exp.addr, "/healthz").unwrap().0, 200);
+    assert_eq!(http_get(&exp.addr, "/readyz").unwrap().0, 200);
+
+    rig.start_namesrv();
+    exp.eventually(WAIT, |m| lag(m, &t, &g).filter(|v| *v == 30.0));
+}
