@@ -356,13 +356,19 @@ impl Metrics {
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
         {
-            let (series, value) = line.rsplit_once(' ').unwrap();
-            let value: f64 = value.parse().unwrap();
-            let (name, labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
-                None => (series, BTreeMap::new()),
+            // `name{labels} value [timestamp]`; label values may hold spaces, so split at the last '}'.
+            let (name, labels, rest) = match line.split_once('{') {
+                Some((n, rest)) => {
+                    let (labels, tail) = rest.rsplit_once('}').unwrap();
+                    (n, parse_labels(labels), tail)
+                }
+                None => {
+                    let (n, tail) = line.split_once(' ').unwrap();
+                    (n, BTreeMap::new(), tail)
+                }
             };
-            samples.push((name.to_string(), labels, value));
+            let value: f64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+            samples.push((name.trim().to_string(), labels, value));
         }
         Metrics {
             text: text.to_string(),

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# tests/run.sh: the whole test suite, from a clean checkout on a fresh machine.
+#
+# Installs what the tests need (Debian's prometheus, the Apache RocketMQ jars from Maven Central,
+# and the Kubernetes API server rig when present), caching everything outside the repo
+# (~/.cache/rmq-rig for jars and binaries, ~/.cache/rmq-exporter/target for Cargo), then runs
+# every unit and integration test with cargo. Tests start and stop their own servers on loopback.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rmq-exporter/target}"
+export CARGO_TERM_COLOR=never
+
+need_apt=()
+command -v prometheus >/dev/null || need_apt+=(prometheus)
+command -v curl >/dev/null || need_apt+=(curl)
+if [[ ${#need_apt[@]} -gt 0 ]]; then
+  echo "tests/run.sh: installing ${need_apt[*]} from Debian" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+echo "tests/run.sh: RocketMQ jars" >&2
+bash tests/rig/fetch.sh 5.3.3 >/dev/null
+bash tests/rig/fetch.sh 4.9.8 >/dev/null
+if [[ -f tests/rig/kube.sh ]]; then
+  echo "tests/run.sh: Kubernetes API server and etcd" >&2
+  bash tests/rig/kube.sh install >/dev/null
+fi
+
+cargo test --workspace --no-fail-fast
