@@ -132,22 +132,23 @@ impl Rig {
     }
 
     /// `mqadmin consumerProgress -g GROUP` totals: (diff total, inflight total if printed).
+    /// 5.x prints "Consume Diff Total: N" and "Consume Inflight Total: N"; 4.9 "Diff Total: N".
     pub fn consumer_progress(&self, group: &str) -> (i64, Option<i64>) {
         let out = self.mqadmin(&["consumerProgress", "-g", group]);
         let total = |label: &str| {
-            out.lines()
-                .find_map(|l| l.trim().strip_prefix(label))
-                .map(|v| {
-                    v.trim()
-                        .trim_start_matches(':')
-                        .trim()
-                        .parse::<i64>()
-                        .unwrap()
-                })
+            out.lines().find_map(|l| {
+                let rest = &l[l.find(label)? + label.len()..];
+                let digits: String = rest
+                    .trim_start_matches([':', ' '])
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '-')
+                    .collect();
+                digits.parse::<i64>().ok()
+            })
         };
         (
-            total("Consume Diff Total").unwrap_or_else(|| panic!("no diff total in:\n{out}")),
-            total("Consume Inflight Total"),
+            total("Diff Total").unwrap_or_else(|| panic!("no diff total in:\n{out}")),
+            total("Inflight Total"),
         )
     }
 
