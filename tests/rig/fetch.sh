@@ -35,6 +35,16 @@ fi
 command -v mvn >/dev/null || { echo "fetch.sh: mvn not found in PATH" >&2; exit 1; }
 mkdir -p "$POM_DIR"
 
+# serialize concurrent fetches of the same version
+if command -v flock >/dev/null; then
+  exec 9>"$CACHE/.fetch-$VERSION.lock"
+  flock 9
+  if [[ -f "$LIB/.complete" ]]; then
+    echo "$LIB"
+    exit 0
+  fi
+fi
+
 # server modules missing from Maven Central for some versions
 SERVER_VERSION="$VERSION"
 case "$VERSION" in

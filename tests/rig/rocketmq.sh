@@ -63,6 +63,15 @@ JDK_OPENS=(
 COMMON_JVM=(-XX:+UseSerialGC -Xshare:auto -XX:-OmitStackTraceInFastThrow -Djava.net.preferIPv4Stack=true
   -Dio.netty.tryReflectionSetAccessible=true -Dfile.encoding=UTF-8)
 
+# version specific JVM flags (needs VERSION)
+version_jvm() {
+  VERSION_JVM=()
+  if ver_ge "$VERSION" 5.0.0; then
+    # silence the shaded logback's status dump (it prints its whole config on stdout/stderr)
+    VERSION_JVM+=(-Dlogback.statusListenerClass=org.apache.rocketmq.logging.ch.qos.logback.core.status.NopStatusListener)
+  fi
+}
+
 py() { python3 - "$@"; }
 
 # pick_ports NSIMPLE NBROKER -> prints NSIMPLE single free ports then NBROKER broker base ports L
@@ -193,7 +202,12 @@ write_run_script() {
     echo "export NAMESRV_ADDR=$(printf %q "127.0.0.1:$NAMESRV_PORT")"
     echo "cd $(printf %q "$nd")"
     printf 'exec %q' "$JAVA"
-    printf ' %q' "${heap[@]}" "${COMMON_JVM[@]}" "${JDK_OPENS[@]}" \
+    version_jvm
+    if ver_ge "$VERSION" 5.0.0; then
+      # the broker jar's rmq.broker.logback.xml would otherwise win for every JVM on this classpath
+      VERSION_JVM+=("-Drmq.logback.configurationFile=rmq.${node%%-*}.logback.xml")
+    fi
+    printf ' %q' "${heap[@]}" "${COMMON_JVM[@]}" "${JDK_OPENS[@]}" "${VERSION_JVM[@]}" \
       "-Drocketmq.home.dir=$RMQ_HOME_DIR" "-Duser.home=$nd" "-Drig.node=$node" \
       "-Drocketmq.client.logRoot=$nd/logs/rocketmqlogs"
     # shellcheck disable=SC2086
@@ -295,6 +309,7 @@ cmd_start() {
     done
   fi
   local t0=$SECONDS
+  VERSION="$version"
   LIB="$("$SCRIPT_DIR/fetch.sh" "$version")"
   local is5=0 prom=0 acl2=0
   ver_ge "$version" 5.0.0 && is5=1
@@ -379,11 +394,7 @@ EOF
     echo "bindAddress=127.0.0.1"
     echo "kvConfigPath=$DIR/namesrv/kvConfig.json"
   } >"$DIR/namesrv/namesrv.conf"
-  if ((is5)); then
-    write_run_script namesrv org.apache.rocketmq.namesrv.NamesrvStartup "$DIR/namesrv/namesrv.conf"
-  else
-    write_run_script namesrv org.apache.rocketmq.namesrv.NamesrvStartup "$DIR/namesrv/namesrv.conf"
-  fi
+  write_run_script namesrv org.apache.rocketmq.namesrv.NamesrvStartup "$DIR/namesrv/namesrv.conf"
 
   # --- brokers
   local node port promport bn
@@ -400,6 +411,7 @@ EOF
       echo "flushDiskType=ASYNC_FLUSH"
       echo "namesrvAddr=127.0.0.1:$NAMESRV_PORT"
       echo "brokerIP1=127.0.0.1"
+      echo "brokerIP2=127.0.0.1"
       echo "listenPort=$port"
       echo "haListenPort=$((port + 1))"
       echo "bindAddress=127.0.0.1"
@@ -416,7 +428,10 @@ EOF
       echo "fileReservedTime=48"
       echo "diskMaxUsedSpaceRatio=95"
       if ((is5)); then
-        echo "timerWheelEnable=false"
+        # the timer wheel must stay enabled: 5.x forbids POP ("pop message is forbidden because
+        # timerWheelEnable is false") and POP revive needs it. Only its log file is shrunk.
+        echo "timerWheelEnable=true"
+        echo "mappedFileSizeTimerLog=33554432"
       fi
       if ((prom)); then
         echo "metricsExporterType=PROM"
@@ -450,6 +465,7 @@ EOF
   local ok=1
   launch_node namesrv
   wait_namesrv || ok=0
+  ((ok)) && log "namesrv ready after $((SECONDS - t0))s"
   if ((ok)); then
     launch_node broker-a
     ((brokers == 2)) && launch_node broker-b
@@ -513,12 +529,13 @@ cmd_stop() {
     fi
     rm -f "$wf"
   fi
-  # brokers first (they unregister from the name server), then the name server
-  stop_nodes broker-a broker-b
-  stop_nodes namesrv
+  # all nodes at once: a graceful broker shutdown alone takes ~10 s (namesrv ~6 s), so
+  # TERM everything, wait at most 5 s, then KILL what is left.
+  stop_nodes broker-a broker-b namesrv
   # any stray rig JVM (e.g. pid file lost) identified by its rig dir in the command line
-  local pid
-  for pid in $(pgrep -f -- "-Duser.home=$DIR/" 2>/dev/null || true); do
+  local pid re
+  re="$(printf '%s' "-Duser.home=$DIR/" | sed 's/[][\.*^$+?(){}|]/\\&/g')"
+  for pid in $(pgrep -f -- "$re" 2>/dev/null || true); do
     [[ "$pid" == "$$" ]] && continue
     kill -KILL "$pid" 2>/dev/null || true
   done
@@ -594,7 +611,9 @@ cmd_status() {
 }
 
 tool_jvm() {
-  TOOL_JVM=(-Xms32m -Xmx256m -XX:TieredStopAtLevel=1 "${COMMON_JVM[@]}" "${JDK_OPENS[@]}"
+  version_jvm
+  ver_ge "$VERSION" 5.0.0 && VERSION_JVM+=(-Drmq.logback.configurationFile=rmq.tools.logback.xml)
+  TOOL_JVM=(-Xms32m -Xmx256m -XX:TieredStopAtLevel=1 "${COMMON_JVM[@]}" "${JDK_OPENS[@]}" "${VERSION_JVM[@]}"
     "-Drocketmq.home.dir=$RMQ_HOME_DIR" "-Duser.home=$DIR/tools" "-Drocketmq.client.logRoot=$DIR/tools/logs/rocketmqlogs")
   # shellcheck disable=SC2206
   [[ -n "${RMQ_RIG_JVM_OPTS:-}" ]] && TOOL_JVM+=($RMQ_RIG_JVM_OPTS)
@@ -622,7 +641,7 @@ cmd_loadgen() {
 }
 
 # ---------------------------------------------------------------- main
-[[ $# -ge 1 ]] || { sed -n '2,20p' "$SELF" | sed 's/^# \{0,1\}//'; exit 2; }
+[[ $# -ge 1 ]] || { awk 'NR>1 && /^#/ {sub(/^# ?/, ""); print; next} NR>1 {exit}' "$SELF"; exit 2; }
 sub="$1"; shift
 DIR=""
 case "$sub" in
@@ -639,6 +658,6 @@ case "$sub" in
     load_state
     if [[ "$sub" == mqadmin ]]; then cmd_mqadmin "$@"; else cmd_loadgen "$@"; fi
     ;;
-  -h|--help|help) sed -n '2,20p' "$SELF" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) awk 'NR>1 && /^#/ {sub(/^# ?/, ""); print; next} NR>1 {exit}' "$SELF" ;;
   *) die "unknown subcommand $sub (start|stop|kill-broker|start-broker|kill-namesrv|start-namesrv|status|mqadmin|loadgen)" ;;
 esac

@@ -57,9 +57,13 @@ impl RpcError {
             RpcError::Timeout { .. } => "timeout",
             RpcError::Closed { .. } => "closed",
             RpcError::Frame { .. } => "bad_frame",
-            RpcError::Remote { code, .. } => match *code {
+            RpcError::Remote { code, remark, .. } => match *code {
                 super::protocol::response::NO_PERMISSION
                 | super::protocol::response::USER_NOT_EXIST => "auth",
+                // 4.x ACL 1.0 fails a request with SYSTEM_ERROR and the AclException's message.
+                super::protocol::response::SYSTEM_ERROR if remark.contains("AclException") => {
+                    "auth"
+                }
                 _ => "remote_error",
             },
         }
@@ -430,6 +434,24 @@ mod tests {
         let err = client.call(&addr, Command::request(208)).await.unwrap_err();
         assert_eq!(err.cause(), "auth");
         assert!(err.to_string().contains("no permission"));
+    }
+
+    #[test]
+    fn acl_1_exceptions_count_as_auth_errors() {
+        let err = RpcError::Remote {
+            addr: "b:10911".into(),
+            request: 201,
+            code: 1,
+            remark: "org.apache.rocketmq.acl.common.AclException: Check signature failed for accessKey=ak".into(),
+        };
+        assert_eq!(err.cause(), "auth");
+        let other = RpcError::Remote {
+            addr: "b:10911".into(),
+            request: 201,
+            code: 1,
+            remark: "store error".into(),
+        };
+        assert_eq!(other.cause(), "remote_error");
     }
 
     #[tokio::test]

@@ -101,6 +101,9 @@ struct Row {
 
 type RowKey = (String, String);
 
+/// (instance_id, cluster, topic, group): one exported series.
+type SeriesKey<'a> = (Arc<str>, Arc<str>, &'a str, &'a str);
+
 struct BrokerState {
     cluster: Arc<str>,
     addr: String,
@@ -576,8 +579,7 @@ impl RemotingSource {
                 None => cluster.clone(),
             }
         };
-        let mut merged: BTreeMap<(Arc<str>, Arc<str>, &str, &str), ConsumerSeries> =
-            BTreeMap::new();
+        let mut merged: BTreeMap<SeriesKey<'_>, ConsumerSeries> = BTreeMap::new();
         for b in state.by_broker.values() {
             let instance = instance_of(&b.cluster);
             for ((topic, group), row) in &b.rows {
