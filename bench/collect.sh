@@ -15,17 +15,17 @@ cargo build --release -q -p rmq-exporter --manifest-path "$root/Cargo.toml"
 bin="$CARGO_TARGET_DIR/release/rmq-exporter"
 counts=("$@"); [[ ${#counts[@]} -gt 0 ]] || counts=(1000 10000)
 
-metric() { grep -E "^$1 " <<<"$2" | awk '{print $2}'; }
+metric() { awk -v n="$1" '$1 == n {print $2}' <<<"$2"; }
 
 for G in "${counts[@]}"; do
-  dir=$(mktemp -d /tmp/rmq-bench-XXXX)
+  dir=$(mktemp -d /tmp/rmq-bench-XXXX); echo "bench: rig in $dir" >&2
   trap 'bash "$root/tests/rig/rocketmq.sh" stop --dir "$dir" >/dev/null 2>&1 || true; kill $exp 2>/dev/null || true' EXIT
   bash "$root/tests/rig/rocketmq.sh" start --version 5.3.3 --dir "$dir" --brokers 1 --owner-pid $$ >/dev/null
   ns=$(grep ^NAMESRV= "$dir/env" | cut -d= -f2)
   topic="BENCH_T"
   t0=$(date +%s)
   bash "$root/tests/rig/rocketmq.sh" loadgen --dir "$dir" produce --topic "$topic" --count 8 --queues 4 >/dev/null
-  bash "$root/tests/rig/rocketmq.sh" loadgen --dir "$dir" groups --count "$G" --prefix BENCH_G --topic "$topic" >/dev/null
+  bash "$root/tests/rig/rocketmq.sh" loadgen --dir "$dir" groups --count "$G" --prefix BENCH_G --topic "$topic" --lag 1 >/dev/null
   setup=$(( $(date +%s) - t0 ))
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   "$bin" --namesrv "$ns" --listen "127.0.0.1:$port" --interval 10 --deadline 9 --log-level warn &
@@ -65,6 +65,6 @@ print(f"  render:       {render*1000:.2f} ms, page {size/1024:.0f} KiB, one scra
 print(f"  vs goals (10,000 groups: 5 s, 32 MiB, 20 ms): cycle {cN/5:.2f}x, RSS {hwm/1024/32:.2f}x, render {render*1000/20:.2f}x of budget")
 PY
   bash "$root/tests/rig/rocketmq.sh" stop --dir "$dir" >/dev/null 2>&1 || true
-  rm -rf "$dir"
+  [[ -n "${BENCH_KEEP:-}" ]] || rm -rf "$dir"
   trap - EXIT
 done

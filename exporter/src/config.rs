@@ -132,6 +132,7 @@ pub struct FileConfig {
     pub concurrency: usize,
     pub latency_lookups: usize,
     pub broker_forget_seconds: f64,
+    pub connections_refresh_seconds: f64,
     pub max_frame_bytes: usize,
     pub group_allow: Option<String>,
     pub group_deny: Option<String>,
@@ -157,6 +158,7 @@ impl Default for FileConfig {
             concurrency: 32,
             latency_lookups: 2000,
             broker_forget_seconds: 300.0,
+            connections_refresh_seconds: 30.0,
             max_frame_bytes: crate::source::remoting::codec::DEFAULT_MAX_FRAME,
             group_allow: None,
             group_deny: None,
@@ -265,6 +267,8 @@ impl Config {
         let request_timeout = secs("request_timeout_seconds", f.request_timeout_seconds)?;
         let connect_timeout = secs("connect_timeout_seconds", f.connect_timeout_seconds)?;
         let forget_after = secs("broker_forget_seconds", f.broker_forget_seconds)?;
+        let connections_refresh =
+            secs("connections_refresh_seconds", f.connections_refresh_seconds)?;
         if f.concurrency == 0 {
             return Err(bad("concurrency", "must be at least 1"));
         }
@@ -335,6 +339,7 @@ impl Config {
                 concurrency: f.concurrency,
                 latency_lookups: f.latency_lookups,
                 forget_after,
+                connections_refresh,
                 client: ClientConfig {
                     connect_timeout,
                     request_timeout,

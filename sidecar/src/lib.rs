@@ -8,3 +8,9 @@
 
 pub mod config;
 pub mod decide;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod run;
+pub mod scale;
+pub mod source;

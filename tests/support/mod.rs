@@ -252,6 +252,28 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The path of a workspace binary. A package's own binaries come from Cargo; the other
+/// package's sit next to them in the target directory (`cargo test --workspace` builds both
+/// before any test runs).
+pub fn bin(name: &str) -> PathBuf {
+    let own = match name {
+        "rmq-exporter" => option_env!("CARGO_BIN_EXE_rmq-exporter"),
+        "rmq-sidecar" => option_env!("CARGO_BIN_EXE_rmq-sidecar"),
+        _ => None,
+    };
+    if let Some(path) = own {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(Path::parent).unwrap().join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: run `cargo build -p {name}` or `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
 /// A name that no other test uses.
 pub fn name(prefix: &str) -> String {
     format!("{prefix}_{}_{}", std::process::id(), unique())
@@ -284,7 +306,7 @@ impl Exporter {
             std::process::id(),
             unique()
         ));
-        let child = Command::new(env!("CARGO_BIN_EXE_rmq-exporter"))
+        let child = Command::new(bin("rmq-exporter"))
             .args(["--listen", &addr])
             .args(args)
             .envs(env.iter().copied())

@@ -45,6 +45,45 @@ pub fn parse(input: &[u8]) -> Result<Value, ParseError> {
     Ok(v)
 }
 
+/// The string keys of the object at top-level field `field`, read without building the values
+/// (a broker's subscription-group table is megabytes of configs of which only the names are
+/// needed). `Ok(None)` when the body is an object without that field, or the field is not an object.
+pub fn object_keys(input: &[u8], field: &str) -> Result<Option<Vec<String>>, ParseError> {
+    let mut p = Parser { s: input, i: 0 };
+    p.expect(b'{', "expected an object")?;
+    let mut found = None;
+    p.ws();
+    if p.peek() == Some(b'}') {
+        p.i += 1;
+    } else {
+        loop {
+            p.ws();
+            let key = p.key(0)?;
+            p.expect(b':', "expected :")?;
+            p.ws();
+            if found.is_none() && key.as_str() == Some(field) && p.peek() == Some(b'{') {
+                found = Some(p.keys_skipping_values()?);
+            } else {
+                p.skip(1)?;
+            }
+            p.ws();
+            match p.peek() {
+                Some(b',') => p.i += 1,
+                Some(b'}') => {
+                    p.i += 1;
+                    break;
+                }
+                _ => return Err(p.err("expected , or }")),
+            }
+        }
+    }
+    p.ws();
+    if p.i != p.s.len() {
+        return Err(p.err("trailing data"));
+    }
+    Ok(found)
+}
+
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
@@ -177,6 +216,85 @@ impl<'a> Parser<'a> {
             }
         }
     }
+    fn key(&mut self, depth: usize) -> Result<Value, ParseError> {
+        match self.peek() {
+            // fastjson never writes unquoted identifiers, but bare numbers and objects, yes.
+            Some(b'"' | b'\'' | b'{' | b'[') => self.value(depth + 1),
+            Some(c) if c == b'-' || c.is_ascii_digit() => self.number(),
+            _ => Err(self.err("expected an object key")),
+        }
+    }
+
+    /// At `{`: the object's keys that are strings; values are skipped.
+    fn keys_skipping_values(&mut self) -> Result<Vec<String>, ParseError> {
+        self.i += 1;
+        let mut keys = Vec::new();
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(keys);
+        }
+        loop {
+            self.ws();
+            if let Value::String(k) = self.key(1)? {
+                keys.push(k);
+            }
+            self.expect(b':', "expected :")?;
+            self.skip(2)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(keys);
+                }
+                _ => return Err(self.err("expected , or }")),
+            }
+        }
+    }
+
+    /// Steps over one value without allocating (strings are scanned, not decoded).
+    fn skip(&mut self, depth: usize) -> Result<(), ParseError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nested too deeply"));
+        }
+        self.ws();
+        match self.peek() {
+            None => Err(self.err("unexpected end")),
+            Some(quote @ (b'"' | b'\'')) => {
+                self.i += 1;
+                loop {
+                    match self.peek() {
+                        None => return Err(self.err("unterminated string")),
+                        Some(b'\\') => self.i += 2,
+                        Some(c) if c == quote => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        Some(_) => self.i += 1,
+                    }
+                }
+            }
+            Some(open @ (b'{' | b'[')) => {
+                self.i += 1;
+                let close = if open == b'{' { b'}' } else { b']' };
+                loop {
+                    self.ws();
+                    match self.peek() {
+                        Some(c) if c == close => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        Some(b',' | b':') => self.i += 1,
+                        Some(_) => self.skip(depth + 1)?,
+                        None => return Err(self.err("unexpected end")),
+                    }
+                }
+            }
+            Some(_) => self.value(depth).map(|_| ()),
+        }
+    }
+
     fn object(&mut self, depth: usize) -> Result<Value, ParseError> {
         self.i += 1;
         let mut fields = Vec::new();
@@ -187,12 +305,7 @@ impl<'a> Parser<'a> {
         }
         loop {
             self.ws();
-            let key = match self.peek() {
-                // fastjson never writes unquoted identifiers, but bare numbers and objects, yes.
-                Some(b'"' | b'\'' | b'{' | b'[') => self.value(depth + 1)?,
-                Some(c) if c == b'-' || c.is_ascii_digit() => self.number()?,
-                _ => return Err(self.err("expected an object key")),
-            };
+            let key = self.key(depth)?;
             self.expect(b':', "expected :")?;
             let value = self.value(depth + 1)?;
             fields.push((key, value));
@@ -345,7 +458,39 @@ mod tests {
         assert!(parse(b"{} x").is_err());
     }
 
+    #[test]
+    fn object_keys_skips_the_values() {
+        let body = br#"{"dataVersion":{"counter":1},"subscriptionGroupTable":{"G1":{"groupName":"G1","retry":{"a":[1,{"b":"x\"}"}]}},"G2":{}},"z":"tail"}"#;
+        assert_eq!(
+            object_keys(body, "subscriptionGroupTable").unwrap(),
+            Some(vec!["G1".to_string(), "G2".to_string()])
+        );
+        assert_eq!(object_keys(body, "missing").unwrap(), None);
+        assert!(object_keys(
+            br#"{"subscriptionGroupTable":{"G1":{"#,
+            "subscriptionGroupTable"
+        )
+        .is_err());
+        assert!(object_keys(b"[]", "x").is_err());
+    }
+
     proptest! {
+        #[test]
+        fn object_keys_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = object_keys(&data, "t");
+        }
+
+        #[test]
+        fn object_keys_agree_with_the_full_parse(s in "[{}\\[\\]:,\"0-9a-z -]{0,200}") {
+            let wrapped = format!("{{\"t\":{s}}}");
+            if let Ok(full) = parse(wrapped.as_bytes()) {
+                let keys: Vec<String> = full.get("t").entries().iter()
+                    .filter_map(|(k, _)| k.as_str().map(str::to_string)).collect();
+                let expected = matches!(full.get("t"), Value::Object(_)).then_some(keys);
+                prop_assert_eq!(object_keys(wrapped.as_bytes(), "t").unwrap(), expected);
+            }
+        }
+
         #[test]
         fn parse_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse(&data);

@@ -10,8 +10,8 @@
 //!    ready = brokerOffset − pullOffset, inflight = pullOffset − consumerOffset (pullOffset exists
 //!    from 5.1; before, it is the consumer offset, so inflight is 0 and ready is the whole lag).
 //!    Rows are summed per (topic, group) across brokers.
-//! 3. `GET_CONSUMER_CONNECTION_LIST` once per group with backlog rows (clients heartbeat to every
-//!    broker, so one broker suffices).
+//! 3. `GET_CONSUMER_CONNECTION_LIST` per group with offsets, at most every `connections_refresh`
+//!    (clients heartbeat to every broker, so one broker suffices).
 //! 4. Lag latency needs the store time of the message at the committed (and pull) offset. That
 //!    time never changes for a given (queue, offset), so it is cached: only queues whose offset moved
 //!    since the last cycle are looked up (`QUERY_CONSUME_QUEUE` → commit-log offset, then
@@ -71,6 +71,8 @@ pub struct RemotingConfig {
     pub concurrency: usize,
     /// Store-time lookups per cycle for lag latency; 0 turns lag latency off.
     pub latency_lookups: usize,
+    /// How often each group's online clients are re-read.
+    pub connections_refresh: std::time::Duration,
     /// How long a broker that the name server stopped listing keeps its last values (stale).
     pub forget_after: std::time::Duration,
     pub client: ClientConfig,
@@ -119,8 +121,8 @@ struct State {
     namesrv_last_success: HashMap<String, f64>,
     namesrv_up: HashMap<String, bool>,
     by_broker: BTreeMap<String, BrokerState>,
-    /// group → online clients, as last read
-    connections: HashMap<String, u64>,
+    /// group → (online clients, unix seconds when read)
+    connections: HashMap<String, (u64, f64)>,
     store_times: HashMap<MessageAt, i64>,
 }
 
@@ -145,12 +147,23 @@ impl Cycle<'_> {
         self.rpcs.fetch_add(1, Ordering::Relaxed);
         self.source.client.call(addr, cmd).await
     }
+    /// Records an error; the cycle logs a summary per cause when it ends, not a line per error.
     fn error(&self, cause: &'static str, message: String) {
-        tracing::warn!(source = %self.source.name, cause, "{message}");
         self.errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((cause, message));
+    }
+
+    fn log_summary(&self) {
+        let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_cause: BTreeMap<&'static str, (usize, &str)> = BTreeMap::new();
+        for (cause, message) in errors.iter() {
+            by_cause.entry(cause).or_insert((0, message)).0 += 1;
+        }
+        for (cause, (count, first)) in by_cause {
+            tracing::warn!(source = %self.source.name, cause, count, "{first}");
+        }
     }
 }
 
@@ -226,20 +239,15 @@ impl RemotingSource {
             .map_err(|e| ("bad_body", format!("{addr}: subscription groups: {e}")))?;
         let reads = groups
             .into_iter()
-            .filter(|g| self.config.groups.keeps(&g.name))
+            .filter(|g| self.config.groups.keeps(g))
             .map(|g| async move {
-                let cmd =
-                    Command::request(code::GET_CONSUME_STATS).with_field("consumerGroup", &g.name);
+                let cmd = Command::request(code::GET_CONSUME_STATS).with_field("consumerGroup", &g);
                 let result = match cycle.call(addr, cmd).await {
-                    Ok(resp) => protocol::consume_stats(&resp.body).map_err(|e| {
-                        (
-                            "bad_body",
-                            format!("{addr}: consume stats of {}: {e}", g.name),
-                        )
-                    }),
+                    Ok(resp) => protocol::consume_stats(&resp.body)
+                        .map_err(|e| ("bad_body", format!("{addr}: consume stats of {}: {e}", g))),
                     Err(e) => Err((e.cause(), e.to_string())),
                 };
-                (g.name, result)
+                (g, result)
             });
         let mut rows: HashMap<RowKey, Row> = HashMap::new();
         for (group, result) in futures_join_all(reads).await {
@@ -424,6 +432,7 @@ impl RemotingSource {
             .refresh_store_times(&cycle, &mut state, &targets, deadline)
             .await;
 
+        cycle.log_summary();
         let mut report = SourceReport {
             rpcs: cycle.rpcs.load(Ordering::Relaxed),
             latency_lookups: lookups,
@@ -452,12 +461,21 @@ impl RemotingSource {
         targets: &[(String, String, Arc<str>)],
         deadline: Instant,
     ) {
-        // Ask each group's first fresh broker.
+        // Ask each group's first fresh broker, for groups not read within `connections_refresh`
+        // (client counts change slowly; asking every group every cycle would double the RPCs).
+        let now = unix_now();
+        let refresh = self.config.connections_refresh.as_secs_f64();
         let mut ask: BTreeMap<&str, &str> = BTreeMap::new();
         for (name, addr, _) in targets {
             if let Some(b) = state.by_broker.get(name).filter(|b| b.fresh) {
                 for (_, group) in b.rows.keys() {
-                    ask.entry(group.as_str()).or_insert(addr.as_str());
+                    let due = state
+                        .connections
+                        .get(group)
+                        .is_none_or(|(_, read_at)| now - read_at >= refresh);
+                    if due {
+                        ask.entry(group.as_str()).or_insert(addr.as_str());
+                    }
                 }
             }
         }
@@ -474,7 +492,7 @@ impl RemotingSource {
             .values()
             .flat_map(|b| b.rows.keys().map(|k| k.1.as_str()))
             .collect();
-        let mut connections: HashMap<String, u64> = state
+        let mut connections: HashMap<String, (u64, f64)> = state
             .connections
             .iter()
             .filter(|(g, _)| known.contains(g.as_str()))
@@ -482,7 +500,7 @@ impl RemotingSource {
             .collect();
         for (group, n) in answers {
             if let Some(n) = n {
-                connections.insert(group, n);
+                connections.insert(group, (n, now));
             }
         }
         state.connections = connections;
@@ -595,7 +613,7 @@ impl RemotingSource {
                         inflight: 0,
                         lag_latency_ms: 0,
                         queueing_latency_ms: 0,
-                        connections: state.connections.get(group).copied().unwrap_or(0),
+                        connections: state.connections.get(group).map_or(0, |c| c.0),
                         queues: 0,
                     });
                 s.ready += row.ready;

@@ -1,0 +1,166 @@
+//! The poll loop of one ScaledObject: observe every trigger, read the target's replicas, decide,
+//! and (as leader, outside dry-run) write `spec.replicas` through `/scale`.
+//!
+//! Followers observe and decide too, so that a follower that takes over the Lease has the same
+//! stabilization history as the leader it replaces. In `--simulate` mode there is no Kubernetes:
+//! replicas live in memory, starting at `minReplicaCount`, and every decision is applied to them.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::join_all;
+
+use crate::config::ScaledObjectSpec;
+use crate::decide::{self, Decision, History, Observation, TriggerOutcome};
+use crate::leader::Leader;
+use crate::metrics::Metrics;
+use crate::scale::{ScaleError, ScaleTarget};
+use crate::source::Sources;
+
+/// Where replicas live.
+pub enum Target {
+    Kubernetes(Box<ScaleTarget>),
+    /// No cluster: replicas in memory.
+    Simulated(u32),
+}
+
+pub struct Runner {
+    pub spec: ScaledObjectSpec,
+    pub sources: Arc<Sources>,
+    pub target: Target,
+    pub leader: Option<Arc<Leader>>,
+    pub dry_run: bool,
+    pub metrics: Arc<Metrics>,
+    history: History,
+}
+
+/// What one poll did.
+#[derive(Debug)]
+pub struct PollOutcome {
+    pub current: u32,
+    pub decision: Decision,
+    /// `Some(to)` when spec.replicas was written.
+    pub scaled_to: Option<u32>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Runner {
+    pub fn new(
+        spec: ScaledObjectSpec,
+        sources: Arc<Sources>,
+        target: Target,
+        leader: Option<Arc<Leader>>,
+        dry_run: bool,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Runner {
+            spec,
+            sources,
+            target,
+            leader,
+            dry_run,
+            metrics,
+            history: History::new(unix_now()),
+        }
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.spec.namespace, self.spec.name)
+    }
+
+    fn leading(&self) -> bool {
+        self.leader.as_ref().is_none_or(|l| l.is_leader())
+    }
+
+    /// One poll. An error means the target could not be read or written; the next poll retries.
+    pub async fn poll(&mut self) -> Result<PollOutcome, ScaleError> {
+        let observations: Vec<Observation> =
+            join_all(self.spec.triggers.iter().map(|t| self.sources.observe(t))).await;
+        let current = match &self.target {
+            Target::Kubernetes(t) => t.replicas().await?,
+            Target::Simulated(n) => *n,
+        };
+        let decision = decide::decide(
+            &self.spec.scaling,
+            &observations,
+            current,
+            &mut self.history,
+            unix_now(),
+        )
+        .map_err(|e| ScaleError::Unsupported(e.to_string()))?;
+        let key = self.key();
+        self.metrics.record_decision(&key, current, &decision);
+        let values: Vec<String> = decision
+            .triggers
+            .iter()
+            .map(|t| match (&t.outcome, t.metric_value) {
+                (TriggerOutcome::Failed(e) | TriggerOutcome::Fallback(e), _) => {
+                    format!("error: {e}")
+                }
+                (_, Some(v)) => format!("{v}"),
+                (_, None) => "-".to_string(),
+            })
+            .collect();
+        let leading = self.leading();
+        tracing::info!(
+            scaledobject = %key,
+            current,
+            desired = decision.desired,
+            reason = decision.reason.label(),
+            metric = %values.join(";"),
+            leader = leading,
+            dry_run = self.dry_run,
+            "{}",
+            decision.reason
+        );
+        let mut scaled_to = None;
+        if decision.desired != current && leading {
+            match &mut self.target {
+                Target::Simulated(n) => {
+                    *n = decision.desired;
+                    scaled_to = Some(decision.desired);
+                }
+                Target::Kubernetes(_) if self.dry_run => {}
+                Target::Kubernetes(t) => {
+                    let message = format!(
+                        "{key}: {current} -> {} replicas: {} (metric {})",
+                        decision.desired,
+                        decision.reason,
+                        values.join(";")
+                    );
+                    t.scale(current, decision.desired, "", &message).await?;
+                    scaled_to = Some(decision.desired);
+                }
+            }
+            if let Some(to) = scaled_to {
+                self.metrics.record_scale(&key, to);
+            }
+        }
+        Ok(PollOutcome {
+            current,
+            decision,
+            scaled_to,
+        })
+    }
+
+    /// Polls every `pollingInterval` until the task is dropped.
+    pub async fn run(mut self) {
+        let interval = Duration::from_secs(u64::from(self.spec.polling_interval_seconds.max(1)));
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = self.poll().await {
+                let key = self.key();
+                self.metrics.record_scale_error(&key, e.cause());
+                tracing::warn!(scaledobject = %key, cause = e.cause(), "{e}");
+            }
+        }
+    }
+}
