@@ -4,8 +4,8 @@
 # Starts a real Apache RocketMQ 5.3.3 name server and broker on loopback (jars from Maven Central,
 # cached in ~/.cache/rmq-rig), the exporter on 127.0.0.1:9877, and a real producer and consumer
 # (the official Java client): a backlog grows in bursts, then a consumer drains it. Every two
-# seconds it prints what /metrics says, and what the sidecar would do with the ARMS guide's
-# ScaledObject (threshold 30, min 2, max 10) when the sidecar is built.
+# seconds it prints what /metrics says, and the sidecar logs what it would do with the ARMS guide's
+# ScaledObject (threshold 30, min 2, max 10), simulating the Deployment's replicas in memory.
 # Everything stops when the script ends (Ctrl-C included).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,9 +23,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 say() { printf '\033[1m%s\033[0m\n' "$*"; }
-say "1/4 building rmq-exporter (release; the first build takes a few minutes)"
-cargo build --release -q -p rmq-exporter
-[[ -d sidecar ]] && cargo build --release -q -p rmq-sidecar 2>/dev/null || true
+say "1/4 building rmq-exporter and rmq-sidecar (release; the first build takes a few minutes)"
+cargo build --release -q -p rmq-exporter -p rmq-sidecar
 
 say "2/4 starting Apache RocketMQ 5.3.3 on loopback (first run downloads the jars)"
 command -v mvn >/dev/null || { echo "demo.sh: needs Java 17 and Maven" >&2; exit 1; }
@@ -38,10 +37,12 @@ say "3/4 starting rmq-exporter --namesrv $ns --listen $listen"
   --instance-id demo --log-level warn &
 pids+=($!)
 
-sidecar=()
-if [[ -x "$CARGO_TARGET_DIR/release/rmq-sidecar" && -f deploy/examples/demo-scaledobject.yaml ]]; then
-  sidecar=("$CARGO_TARGET_DIR/release/rmq-sidecar" --config deploy/examples/demo-scaledobject.yaml --dry-run --once)
-fi
+say "    starting rmq-sidecar --simulate with deploy/examples/demo-scaledobject.yaml (the ARMS guide's"
+say "    ScaledObject: threshold 30, min 2, max 10; no Kubernetes here, so replicas live in memory)"
+"$CARGO_TARGET_DIR/release/rmq-sidecar" --config deploy/examples/demo-scaledobject.yaml --simulate \
+  --listen 127.0.0.1:0 --log-level warn,rmq_sidecar::run=info \
+  > >(sed -u -e 's/\x1b\[[0-9;]*m//g' -e 's/^.*rmq_sidecar::run: /      sidecar: /') 2>&1 &
+pids+=($!)
 
 show() {
   curl -fsS "http://$listen/metrics" 2>/dev/null | python3 -c '
@@ -57,9 +58,6 @@ names = ["ready_messages", "inflight_messages", "lag_messages", "lag_latency_mil
 r, i, l, lat, c = (vals.get(n, "-") for n in names)
 print(f"    {phase:<10} ready={r:>5}  inflight={i:>4}  lag={l:>5}  lag_latency={lat:>6} ms  connections={c}")
 ' "$1" "$topic" "$group"
-  if [[ ${#sidecar[@]} -gt 0 ]]; then
-    "${sidecar[@]}" 2>/dev/null | sed 's/^/      sidecar: /' || true
-  fi
 }
 
 say "4/4 load: the group consumes a first batch, then a backlog builds in bursts and is drained"

@@ -1,30 +1,29 @@
 //! The background collection loop and the cache `/metrics` reads.
 //!
 //! Every `interval` the loop asks all sources at once, each bounded by the cycle deadline, merges
-//! their reports into one [`Snapshot`], renders the Prometheus page once and swaps it in. Readers
-//! never wait on RocketMQ: they take whatever page the last cycle left.
+//! their reports into one [`Snapshot`], builds the Prometheus [`Page`] once and swaps it in.
+//! Readers never wait on RocketMQ: they stream whatever page the last cycle left.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::future::join_all;
 
-use crate::expose::prometheus::{self, Counters};
+use crate::expose::prometheus::{Counters, Page};
 use crate::snapshot::Snapshot;
 use crate::source::Source;
 
 /// What the HTTP side reads.
 #[derive(Default)]
 pub struct Cache {
-    page: RwLock<Bytes>,
+    page: RwLock<Arc<Page>>,
     snapshot: RwLock<Arc<Snapshot>>,
     /// Unix seconds at the end of the last cycle; 0 before the first.
     last_cycle: std::sync::atomic::AtomicU64,
 }
 
 impl Cache {
-    pub fn page(&self) -> Bytes {
+    pub fn page(&self) -> Arc<Page> {
         self.page.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -42,9 +41,9 @@ impl Cache {
         let last = self.last_cycle.load(std::sync::atomic::Ordering::Acquire);
         (last > 0).then(|| unix_now() - f64::from_bits(last))
     }
-    fn store(&self, snapshot: Snapshot, page: String) {
+    fn store(&self, snapshot: Snapshot, page: Page) {
         let taken = snapshot.taken_at;
-        *self.page.write().unwrap_or_else(|p| p.into_inner()) = Bytes::from(page);
+        *self.page.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(page);
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
         self.last_cycle
             .store(taken.to_bits(), std::sync::atomic::Ordering::Release);
@@ -99,15 +98,11 @@ impl Collector {
         self.counters.cycles += 1;
         self.counters.rpcs += snapshot.rpcs;
         self.counters.latency_lookups += snapshot.latency_lookups;
-        let render_started = Instant::now();
-        let page = prometheus::render(&snapshot, &self.counters);
-        self.counters.last_render_seconds = render_started.elapsed().as_secs_f64();
+        let page = Page::build(&snapshot, &self.counters);
         tracing::info!(
             series = snapshot.series.len(),
             rpcs = snapshot.rpcs,
             cycle_ms = (snapshot.cycle_seconds * 1000.0) as u64,
-            render_ms = self.counters.last_render_seconds * 1000.0,
-            bytes = page.len(),
             "collection cycle done"
         );
         self.cache.store(snapshot, page);

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use futures_util::stream;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -17,20 +20,23 @@ use crate::collector::Cache;
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-fn reply(status: StatusCode, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(Full::new(body))
-        .unwrap_or_default()
+type Body = BoxBody<Bytes, Infallible>;
+
+fn reply(status: StatusCode, content_type: &str, body: Bytes) -> Response<Body> {
+    with_body(status, content_type, Full::new(body).boxed())
+}
+
+fn with_body(status: StatusCode, content_type: &str, body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
 }
 
 /// Routes one request. `stale_after` is how long without a finished cycle makes `/healthz` fail.
-pub fn route(
-    cache: &Cache,
-    stale_after: Duration,
-    req: &Request<Incoming>,
-) -> Response<Full<Bytes>> {
+pub fn route(cache: &Cache, stale_after: Duration, req: &Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -39,7 +45,10 @@ pub fn route(
         );
     }
     match req.uri().path() {
-        "/metrics" => reply(StatusCode::OK, TEXT_FORMAT, cache.page()),
+        "/metrics" => {
+            let chunks = cache.page().chunks().map(|c| Ok::<_, Infallible>(Frame::data(c)));
+            with_body(StatusCode::OK, TEXT_FORMAT, BodyExt::boxed(StreamBody::new(stream::iter(chunks))))
+        }
         "/healthz" => match cache.age() {
             Some(age) if age > stale_after.as_secs_f64() => reply(
                 StatusCode::SERVICE_UNAVAILABLE,

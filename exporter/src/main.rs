@@ -44,7 +44,7 @@ async fn main() -> ExitCode {
 
     if config.once {
         collector.cycle().await;
-        print!("{}", String::from_utf8_lossy(&cache.page()));
+        print!("{}", cache.page().to_text());
         return ExitCode::SUCCESS;
     }
 

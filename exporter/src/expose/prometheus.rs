@@ -2,8 +2,12 @@
 //!
 //! Consumer families carry the names and labels of the RocketMQ 5 broker's own metrics and of
 //! ARMS (`instance_id`, `cluster`, `topic`, `consumer_group`, `is_retry`), so PromQL written for
-//! either works unchanged. The whole page is rendered once per collection cycle; a scrape only
-//! copies the bytes.
+//! either works unchanged.
+//!
+//! Each cycle builds a [`Page`]: every series' label set rendered once, its values, and the small
+//! health section. A scrape streams the page out in chunks of about 64 KiB, so serving 10,000
+//! groups (7 families, ~10 MB of text) never holds the whole text in memory, and the previous
+//! cycle's page costs only its label strings.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -16,8 +20,6 @@ pub struct Counters {
     pub cycles: u64,
     pub rpcs: u64,
     pub latency_lookups: u64,
-    /// Seconds the previous page took to render.
-    pub last_render_seconds: f64,
     /// (source, cause) → errors seen.
     pub errors: BTreeMap<(String, &'static str), u64>,
 }
@@ -83,41 +85,117 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// Renders the whole page.
-pub fn render(snapshot: &Snapshot, counters: &Counters) -> String {
-    let mut out = String::with_capacity(256 + snapshot.series.len() * 7 * 160);
-    // The label set is the same for every family: build it once per series.
-    let labels: Vec<String> = snapshot
-        .series
-        .iter()
-        .map(|s| {
-            let mut l = String::with_capacity(128);
-            l.push_str("{instance_id=\"");
-            escape(&mut l, &s.instance_id);
-            l.push_str("\",cluster=\"");
-            escape(&mut l, &s.cluster);
-            l.push_str("\",topic=\"");
-            escape(&mut l, &s.topic);
-            l.push_str("\",consumer_group=\"");
-            escape(&mut l, &s.consumer_group);
-            l.push_str(if s.is_retry {
-                "\",is_retry=\"true\"} "
-            } else {
-                "\",is_retry=\"false\"} "
-            });
-            l
-        })
-        .collect();
-    for f in CONSUMER_FAMILIES {
-        header(&mut out, f.name, "gauge", f.help);
-        for (s, l) in snapshot.series.iter().zip(&labels) {
-            out.push_str(f.name);
-            out.push_str(l);
-            let _ = writeln!(out, "{}", (f.value)(s));
+/// One cycle's exposition, ready to stream.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// `{instance_id="…",…,is_retry="…"} ` per series.
+    labels: Vec<String>,
+    /// Per series, one value per entry of [`CONSUMER_FAMILIES`].
+    values: Vec<[u64; 7]>,
+    /// The exporter's own metrics, rendered.
+    health: String,
+}
+
+/// Size at which a chunk is handed to the HTTP body.
+const CHUNK: usize = 64 * 1024;
+
+impl Page {
+    pub fn build(snapshot: &Snapshot, counters: &Counters) -> Page {
+        let labels = snapshot.series.iter().map(series_labels).collect();
+        let values = snapshot
+            .series
+            .iter()
+            .map(|s| {
+                let mut v = [0u64; 7];
+                for (slot, f) in v.iter_mut().zip(CONSUMER_FAMILIES) {
+                    *slot = (f.value)(s);
+                }
+                v
+            })
+            .collect();
+        let mut health = String::new();
+        render_health(&mut health, snapshot, counters);
+        Page {
+            labels,
+            values,
+            health,
         }
     }
-    render_health(&mut out, snapshot, counters);
-    out
+
+    /// The page as chunks of about 64 KiB, in order.
+    pub fn chunks(self: std::sync::Arc<Self>) -> Chunks {
+        Chunks {
+            page: self,
+            family: 0,
+            series: 0,
+            done: false,
+        }
+    }
+
+    /// The whole page as one string (tests, `--once`).
+    pub fn to_text(self: std::sync::Arc<Self>) -> String {
+        self.chunks()
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .collect()
+    }
+}
+
+/// Iterator over a page's chunks.
+pub struct Chunks {
+    page: std::sync::Arc<Page>,
+    family: usize,
+    series: usize,
+    done: bool,
+}
+
+impl Iterator for Chunks {
+    type Item = bytes::Bytes;
+
+    fn next(&mut self) -> Option<bytes::Bytes> {
+        if self.done {
+            return None;
+        }
+        let mut out = String::with_capacity(CHUNK + 512);
+        while out.len() < CHUNK {
+            let Some(f) = CONSUMER_FAMILIES.get(self.family) else {
+                out.push_str(&self.page.health);
+                self.done = true;
+                break;
+            };
+            if self.series == 0 {
+                header(&mut out, f.name, "gauge", f.help);
+            }
+            while self.series < self.page.labels.len() && out.len() < CHUNK {
+                out.push_str(f.name);
+                out.push_str(&self.page.labels[self.series]);
+                let _ = writeln!(out, "{}", self.page.values[self.series][self.family]);
+                self.series += 1;
+            }
+            if self.series == self.page.labels.len() {
+                self.family += 1;
+                self.series = 0;
+            }
+        }
+        Some(bytes::Bytes::from(out))
+    }
+}
+
+fn series_labels(s: &ConsumerSeries) -> String {
+    let mut l = String::with_capacity(128);
+    l.push_str("{instance_id=\"");
+    escape(&mut l, &s.instance_id);
+    l.push_str("\",cluster=\"");
+    escape(&mut l, &s.cluster);
+    l.push_str("\",topic=\"");
+    escape(&mut l, &s.topic);
+    l.push_str("\",consumer_group=\"");
+    escape(&mut l, &s.consumer_group);
+    l.push_str(if s.is_retry {
+        "\",is_retry=\"true\"} "
+    } else {
+        "\",is_retry=\"false\"} "
+    });
+    l
 }
 
 fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
@@ -189,7 +267,7 @@ fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
             "rocketmq_exporter_errors_total{{source=\"{l}\",cause=\"{cause}\"}} {n}"
         );
     }
-    let scalars: [(&str, &str, &str, String); 8] = [
+    let scalars: [(&str, &str, &str, String); 7] = [
         (
             "rocketmq_exporter_collection_duration_seconds",
             "gauge",
@@ -225,12 +303,6 @@ fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
             "counter",
             "Message store-time lookups made for lag latency.",
             counters.latency_lookups.to_string(),
-        ),
-        (
-            "rocketmq_exporter_render_duration_seconds",
-            "gauge",
-            "Time the previous cycle took to render this page's consumer series (scrapes only copy it).",
-            format!("{:.6}", counters.last_render_seconds),
         ),
         (
             "rocketmq_exporter_series",
@@ -273,7 +345,7 @@ mod tests {
             series: vec![series("T", "G", 30, 10), series("%RETRY%G", "G", 1, 0)],
             ..Default::default()
         };
-        let text = render(&snap, &Counters::default());
+        let text = std::sync::Arc::new(Page::build(&snap, &Counters::default())).to_text();
         assert!(text.contains(
             "rocketmq_consumer_ready_messages{instance_id=\"inst\",cluster=\"DefaultCluster\",topic=\"T\",consumer_group=\"G\",is_retry=\"false\"} 30\n"
         ));
@@ -283,12 +355,46 @@ mod tests {
     }
 
     #[test]
+    fn a_large_page_streams_in_bounded_chunks_and_keeps_families_contiguous() {
+        let snap = Snapshot {
+            series: (0..5000)
+                .map(|i| series("T", &format!("G{i}"), i, 1))
+                .collect(),
+            ..Default::default()
+        };
+        let page = std::sync::Arc::new(Page::build(&snap, &Counters::default()));
+        let chunks: Vec<_> = page.clone().chunks().collect();
+        assert!(chunks.len() > 10);
+        assert!(chunks.iter().all(|c| c.len() < CHUNK + 1024));
+        let text = page.to_text();
+        assert_eq!(
+            text.matches("# TYPE rocketmq_consumer_ready_messages gauge")
+                .count(),
+            1
+        );
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        let first_lag = lines
+            .iter()
+            .position(|l| l.starts_with("rocketmq_consumer_lag_messages"))
+            .unwrap();
+        assert!(lines[first_lag..first_lag + 5000]
+            .iter()
+            .all(|l| l.starts_with("rocketmq_consumer_lag_messages")));
+        assert!(text.contains("consumer_group=\"G4999\",is_retry=\"false\"} 4999\n"));
+        assert!(
+            text.ends_with("rocketmq_exporter_series 5000\n"),
+            "{}",
+            &text[text.len() - 200..]
+        );
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let snap = Snapshot {
             series: vec![series("a\"b\\c\nd", "G", 1, 0)],
             ..Default::default()
         };
-        let text = render(&snap, &Counters::default());
+        let text = std::sync::Arc::new(Page::build(&snap, &Counters::default())).to_text();
         assert!(text.contains("topic=\"a\\\"b\\\\c\\nd\""), "{text}");
     }
 
@@ -308,7 +414,7 @@ mod tests {
         };
         let mut counters = Counters::default();
         counters.errors.insert(("remoting:x".into(), "timeout"), 3);
-        let text = render(&snap, &counters);
+        let text = std::sync::Arc::new(Page::build(&snap, &counters)).to_text();
         assert!(text.contains("rocketmq_exporter_up{instance_id=\"i\",cluster=\"c\",kind=\"broker\",target=\"broker-a\"} 0\n"));
         assert!(text.contains("rocketmq_exporter_stale{instance_id=\"i\",cluster=\"c\",kind=\"broker\",target=\"broker-a\"} 1\n"));
         assert!(text.contains(

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all as futures_join_all;
+use futures_util::stream::{self, StreamExt};
 use regex::Regex;
 use tokio::sync::Semaphore;
 
@@ -250,7 +251,13 @@ impl RemotingSource {
                 (g, result)
             });
         let mut rows: HashMap<RowKey, Row> = HashMap::new();
-        for (group, result) in futures_join_all(reads).await {
+        // Futures are made as they are polled, never all at once: 10,000 groups must not mean
+        // 10,000 request states in memory.
+        let results: Vec<_> = stream::iter(reads)
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
+        for (group, result) in results {
             // One group failing (e.g. a permission it lacks) must not hide the others.
             let queues = match result {
                 Ok(q) => q,
@@ -479,14 +486,22 @@ impl RemotingSource {
                 }
             }
         }
-        let reads = ask.iter().map(|(group, addr)| async move {
-            let n = tokio::time::timeout_at(deadline.into(), self.connections(cycle, addr, group))
-                .await
-                .ok()
-                .flatten();
-            (group.to_string(), n)
+        let ask: Vec<(String, String)> = ask
+            .into_iter()
+            .map(|(g, a)| (g.to_string(), a.to_string()))
+            .collect();
+        let reads = ask.into_iter().map(|(group, addr)| async move {
+            let n =
+                tokio::time::timeout_at(deadline.into(), self.connections(cycle, &addr, &group))
+                    .await
+                    .ok()
+                    .flatten();
+            (group, n)
         });
-        let answers = futures_join_all(reads).await;
+        let answers: Vec<_> = stream::iter(reads)
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
         let known: HashSet<&str> = state
             .by_broker
             .values()
@@ -542,18 +557,25 @@ impl RemotingSource {
         }
         missing.truncate(self.config.latency_lookups);
         let lookups = missing.len() as u64;
-        let reads = missing.into_iter().filter_map(|at| {
-            let addr = *addr_of.get(at.broker.as_str())?;
-            Some(async move {
-                let ts =
-                    tokio::time::timeout_at(deadline.into(), self.store_time(cycle, addr, &at))
-                        .await
-                        .ok()
-                        .flatten();
-                (at, ts)
+        let missing: Vec<(MessageAt, String)> = missing
+            .into_iter()
+            .filter_map(|at| {
+                let addr = addr_of.get(at.broker.as_str())?.to_string();
+                Some((at, addr))
             })
+            .collect();
+        let reads = missing.into_iter().map(|(at, addr)| async move {
+            let ts = tokio::time::timeout_at(deadline.into(), self.store_time(cycle, &addr, &at))
+                .await
+                .ok()
+                .flatten();
+            (at, ts)
         });
-        for (at, ts) in futures_join_all(reads).await {
+        let found: Vec<_> = stream::iter(reads)
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
+        for (at, ts) in found {
             if let Some(ts) = ts {
                 store_times.insert(at, ts);
             }
