@@ -402,3 +402,37 @@ fn arms_guide_query_sums_per_group_through_prometheus() {
         .args(["stop", "--dir", dir.to_str().unwrap()])
         .status();
 }
+
+#[test]
+fn queue_metrics_give_per_queue_lag_that_sums_to_the_total() {
+    let rig = rig();
+    let (t, g) = (name("TQ"), name("GQ"));
+    rig.produce(&t, 8, 4);
+    rig.consume(&g, &t, 8);
+    rig.produce(&t, 21, 4);
+    let allow = format!("^{g}$");
+    let exp = Exporter::start(&[
+        "--namesrv",
+        rig.namesrv(),
+        "--interval",
+        "1",
+        "--deadline",
+        "1",
+        "--group-allow",
+        &allow,
+        "--queue-metrics",
+    ]);
+    let m = exp.eventually(WAIT, |m| {
+        backlog(m, &t, &g)
+            .filter(|b| b.2 == 21.0)
+            .map(|_| m.text.clone())
+    });
+    let m = Metrics::parse(&m);
+    let l = [("topic", t.as_str()), ("consumer_group", g.as_str())];
+    let per_queue = m.find("rocketmq_consumer_queue_lag_messages", &l);
+    // 4 queues on each of 2 brokers, round-robin: every queue is behind.
+    assert_eq!(per_queue.len(), 8);
+    assert_eq!(per_queue.iter().sum::<f64>(), 21.0);
+    let committed = m.find("rocketmq_consumer_queue_committed_offset", &l);
+    assert_eq!(committed.iter().sum::<f64>(), 8.0);
+}

@@ -29,6 +29,7 @@ fn rmq() -> &'static Rig {
 }
 
 struct Kube {
+    dir: PathBuf,
     env: HashMap<String, String>,
 }
 
@@ -73,6 +74,19 @@ impl Kube {
         panic!("{deployment}: replicas {last}, expected {want} within {timeout:?}");
     }
 
+    fn restart_apiserver(&self) {
+        let out = Command::new("bash")
+            .arg(repo_root().join("tests/rig/kube.sh"))
+            .args(["restart-apiserver", "--dir", self.dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn deployment(&self, name: &str, replicas: u32) {
         self.kubectl(&[
             "create",
@@ -111,7 +125,7 @@ fn kube() -> &'static Kube {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Kube { env }
+        Kube { dir, env }
     })
 }
 
@@ -119,6 +133,7 @@ fn kube() -> &'static Kube {
 struct Sidecar {
     child: Child,
     pub addr: String,
+    log: PathBuf,
 }
 
 impl Sidecar {
@@ -136,7 +151,7 @@ impl Sidecar {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Sidecar { child, addr }
+        Sidecar { child, addr, log }
     }
 }
 
@@ -176,7 +191,8 @@ fn exporter_trigger(exporter: &str, group: &str, topic: &str) -> String {
     )
 }
 
-fn start_prometheus(target: &str) -> String {
+/// Starts a Prometheus scraping `target`; returns (its address, its rig directory).
+fn start_prometheus(target: &str) -> (String, PathBuf) {
     let dir = std::env::temp_dir().join(name("prom"));
     std::fs::create_dir_all(&dir).unwrap();
     let out = Command::new("bash")
@@ -190,10 +206,11 @@ fn start_prometheus(target: &str) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
+    let addr = String::from_utf8_lossy(&out.stdout)
         .trim()
         .trim_start_matches("PROM=")
-        .to_string()
+        .to_string();
+    (addr, dir)
 }
 
 fn exporter_for(group: &str) -> Exporter {
@@ -219,7 +236,7 @@ fn direct_and_prometheus_triggers_scale_like_keda_from_real_backlog() {
     rig.produce(&t, 10, 8);
     rig.consume(&g, &t, 10);
     let exporter = exporter_for(&g);
-    let prom = start_prometheus(&exporter.addr);
+    let (prom, _) = start_prometheus(&exporter.addr);
 
     let (direct, via_prom) = (
         name("app-direct").to_lowercase().replace('_', "-"),
@@ -250,6 +267,8 @@ fn direct_and_prometheus_triggers_scale_like_keda_from_real_backlog() {
     assert_eq!(kube.replicas(&direct), 3);
     assert_eq!(kube.replicas(&via_prom), 3);
 
+    // The API server restarts mid-run; the sidecar carries on once it is back.
+    kube.restart_apiserver();
     // A flood → the max of 10 (the default scale-up policies take a few steps).
     rig.produce(&t, 2000, 8);
     kube.wait_replicas(&direct, 10, WAIT);
@@ -281,32 +300,51 @@ fn sources_down_never_scale_down_and_fallback_applies() {
     rig.consume(&g, &t, 10);
     rig.produce(&t, 120, 4);
     let mut exporter = exporter_for(&g);
-    let (plain, fallback) = (
-        name("app-keep").to_lowercase().replace('_', "-"),
-        name("app-fb").to_lowercase().replace('_', "-"),
-    );
-    kube.deployment(&plain, 2);
-    kube.deployment(&fallback, 2);
+    let (prom, prom_dir) = start_prometheus(&exporter.addr);
+    let app = |p: &str| name(p).to_lowercase().replace('_', "-");
+    let (plain, fallback, via_prom) = (app("app-keep"), app("app-fb"), app("app-pd"));
+    for d in [&plain, &fallback, &via_prom] {
+        kube.deployment(d, 2);
+    }
     let trigger = exporter_trigger(&exporter.addr, &g, &t);
+    let query =
+        format!("sum(rocketmq_consumer_lag_messages{{consumer_group=\"{g}\",topic=\"{t}\"}})");
+    let prom_trigger = format!(
+        "  - type: prometheus\n    metadata:\n      serverAddress: http://{prom}\n      query: '{query}'\n      threshold: '30'\n"
+    );
     let yaml = format!(
-        "{}---\n{}",
+        "{}---\n{}---\n{}",
         scaled_object(&plain, &trigger, ""),
         scaled_object(
             &fallback,
             &trigger,
             "  fallback:\n    failureThreshold: 3\n    replicas: 6\n"
-        )
+        ),
+        scaled_object(&via_prom, &prom_trigger, "")
     );
     let sidecar = Sidecar::start(&yaml, &[]);
-    kube.wait_replicas(&plain, 4, WAIT);
-    kube.wait_replicas(&fallback, 4, WAIT);
+    for d in [&plain, &fallback, &via_prom] {
+        kube.wait_replicas(d, 4, WAIT);
+    }
 
-    // The exporter goes away: no scale-down without data, however long; the fallback applies.
+    // Prometheus goes away, then the exporter: no scale-down without data, however long; the
+    // fallback applies where one is configured.
+    let stopped = Command::new("bash")
+        .arg(repo_root().join("tests/rig/prometheus.sh"))
+        .args(["stop", "--dir", prom_dir.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
     let _ = exporter.child.kill();
     let _ = exporter.child.wait();
     kube.wait_replicas(&fallback, 6, WAIT);
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(kube.replicas(&plain), 4, "never scale down on missing data");
+    assert_eq!(
+        kube.replicas(&via_prom),
+        4,
+        "never scale down while Prometheus is down"
+    );
     let (_, page) = support::http_get(&sidecar.addr, "/metrics").unwrap();
     assert!(page.contains("rmq_sidecar_source_errors_total"), "{page}");
 }
@@ -328,4 +366,10 @@ fn a_target_managed_by_an_hpa_is_refused() {
     let mut sidecar = Sidecar::start(&yaml, &[]);
     let status = sidecar.child.wait().unwrap();
     assert_eq!(status.code(), Some(2));
+    let log = std::fs::read_to_string(&sidecar.log).unwrap();
+    assert!(
+        log.contains("HorizontalPodAutoscaler") || log.contains("HPA"),
+        "{log}"
+    );
+    assert!(log.contains(&app), "{log}");
 }

@@ -67,6 +67,10 @@ pub struct Cli {
     #[arg(long, env = "RMQ_EXPORTER_LATENCY_LOOKUPS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_lookups: Option<usize>,
+    /// Also export rocketmq_consumer_queue_lag_messages and rocketmq_consumer_queue_committed_offset per queue with lag (label broker, queue_id) [default: false]
+    #[arg(long, env = "RMQ_EXPORTER_QUEUE_METRICS", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_metrics: Option<bool>,
     /// Export only consumer groups matching this regex
     #[arg(long, env = "RMQ_EXPORTER_GROUP_ALLOW")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,6 +135,7 @@ pub struct FileConfig {
     pub connect_timeout_seconds: f64,
     pub concurrency: usize,
     pub latency_lookups: usize,
+    pub queue_metrics: bool,
     pub broker_forget_seconds: f64,
     pub connections_refresh_seconds: f64,
     pub max_frame_bytes: usize,
@@ -157,6 +162,7 @@ impl Default for FileConfig {
             connect_timeout_seconds: 3.0,
             concurrency: 32,
             latency_lookups: 2000,
+            queue_metrics: false,
             broker_forget_seconds: 300.0,
             connections_refresh_seconds: 30.0,
             max_frame_bytes: crate::source::remoting::codec::DEFAULT_MAX_FRAME,
@@ -340,6 +346,7 @@ impl Config {
                 latency_lookups: f.latency_lookups,
                 forget_after,
                 connections_refresh,
+                queue_metrics: f.queue_metrics,
                 client: ClientConfig {
                     connect_timeout,
                     request_timeout,

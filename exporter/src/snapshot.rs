@@ -25,6 +25,17 @@ pub struct ConsumerSeries {
     pub connections: u64,
     /// Queues of this topic that the group's offsets cover (a cap for scaling).
     pub queues: u32,
+    /// Queues with lag, when per-queue metrics are on (for a scaler's persistent-lag exclusion).
+    pub lagging_queues: Vec<QueueLag>,
+}
+
+/// One queue with lag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueLag {
+    pub broker: Arc<str>,
+    pub queue_id: i32,
+    pub committed: i64,
+    pub lag: u64,
 }
 
 impl ConsumerSeries {

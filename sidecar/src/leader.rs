@@ -30,7 +30,8 @@
 //!   `start + leaseDuration`. The remaining third is the margin for an action the leader started
 //!   just before its deadline.
 //! - **Timing** ([`Leader::run`]). A leader renews every `leaseDuration / 3`; after a failed
-//!   renewal it retries every `leaseDuration / 6`; a follower retries every `leaseDuration / 3`.
+//!   renewal it retries every `leaseDuration / 6`; a follower retries every `leaseDuration / 3`
+//!   (intervals measured between the starts of attempts).
 //!   Transitions (acquired, renewed after a lapse, lost to another holder, stepped down because
 //!   renewals failed) are logged at `info`/`warn`.
 //! - [`Leader::release`] hands the lease back on shutdown (empty holder, `leaseDurationSeconds` 1,
@@ -312,6 +313,9 @@ impl Leader {
     pub async fn run(self: Arc<Self>) {
         let period = self.lease_duration / 3;
         loop {
+            // Attempts are spaced from their starts, so a slow apiserver does not stretch the
+            // interval between renewals (the renew deadline counts from a write's start).
+            let started = tokio::time::Instant::now();
             let result = self.step().await;
             let pause = match &result {
                 Ok(_) => period,
@@ -324,7 +328,7 @@ impl Leader {
                     }
                 }
             };
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep_until(started + pause).await;
         }
     }
 

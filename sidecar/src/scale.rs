@@ -39,7 +39,11 @@
 //! - **Errors** are classified per call with the verb, resource and namespace that was used, so a
 //!   403 reads `forbidden: system:serviceaccount:default:rmq-sidecar may not update
 //!   deployments/scale (API group "apps") in namespace default; ...`. [`ScaleError::cause`] gives
-//!   a short stable label for metrics.
+//!   a short stable label for metrics. 429 and 5xx answers and transport failures (refused,
+//!   reset, timed out) are [`ScaleError::Unavailable`]. Observed on the test rig: an apiserver
+//!   that is still starting may answer 403 for a granted call until its RBAC cache has synced, so
+//!   a caller should treat `forbidden` at runtime like any failed tick (log, retry next period)
+//!   and only fail hard on it at start-up.
 //! - **Client** ([`client`]). An explicit kubeconfig file, or the usual inference (`$KUBECONFIG`,
 //!   `~/.kube/config`, then the in-cluster ServiceAccount). Connect, read and write timeouts are
 //!   set (with etcd down the apiserver holds requests for its 60 s request timeout) and the
@@ -175,11 +179,20 @@ pub(crate) struct Op<'a> {
     pub name: Option<&'a str>,
 }
 
+/// kubectl's notation: `get deployments.apps/scale default/web`,
+/// `list horizontalpodautoscalers.autoscaling in namespace default`.
 impl fmt::Display for Op<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.verb, self.resource)?;
+        let (plural, sub) = match self.resource.split_once('/') {
+            Some((plural, sub)) => (plural, Some(sub)),
+            None => (self.resource.as_str(), None),
+        };
+        write!(f, "{} {plural}", self.verb)?;
         if !self.group.is_empty() {
             write!(f, ".{}", self.group)?;
+        }
+        if let Some(sub) = sub {
+            write!(f, "/{sub}")?;
         }
         match self.name {
             Some(name) => write!(f, " {}/{}", self.namespace, name),
@@ -829,6 +842,29 @@ mod tests {
         assert_eq!(
             op().error(api(403, "Forbidden")).to_string(),
             "forbidden: the sidecar may not get deployments/scale (API group \"apps\") in namespace ns; grant it in the sidecar's Role (deploy/base/rbac.yaml, or the Helm chart's templates/rbac.yaml)"
+        );
+    }
+
+    #[test]
+    fn operations_read_like_kubectl() {
+        let op = |verb, group, resource: &str, name| Op {
+            verb,
+            group,
+            resource: resource.to_string(),
+            namespace: "default",
+            name,
+        };
+        assert_eq!(
+            op("get", "apps", "deployments/scale", Some("web")).to_string(),
+            "get deployments.apps/scale default/web"
+        );
+        assert_eq!(
+            op("list", "autoscaling", "horizontalpodautoscalers", None).to_string(),
+            "list horizontalpodautoscalers.autoscaling in namespace default"
+        );
+        assert_eq!(
+            op("create", "", "events", None).to_string(),
+            "create events in namespace default"
         );
     }
 

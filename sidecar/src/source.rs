@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{ExporterSource, PrometheusAuth, PrometheusSource, Trigger, TriggerSource};
-use crate::decide::{Observation, Sample};
+use crate::decide::{Observation, QueueLag, Sample};
 
 /// KEDA's default HTTP timeout for scalers (`KEDA_HTTP_DEFAULT_TIMEOUT`, 3 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -190,6 +190,8 @@ pub fn exporter_backlog(page: &str, e: &ExporterSource) -> Observation {
     let mut queues = 0.0;
     let mut matched = false;
     let mut is_exporter_page = false;
+    // topic/broker/queue_id → (committed offset, lag), from the exporter's --queue-metrics.
+    let mut per_queue: BTreeMap<String, (i64, f64)> = BTreeMap::new();
     for line in page.lines() {
         if line.starts_with("rocketmq_exporter_collections_total") {
             is_exporter_page = true;
@@ -202,6 +204,8 @@ pub fn exporter_backlog(page: &str, e: &ExporterSource) -> Observation {
             "rocketmq_consumer_ready_messages"
                 | "rocketmq_consumer_inflight_messages"
                 | "rocketmq_consumer_queues"
+                | "rocketmq_consumer_queue_lag_messages"
+                | "rocketmq_consumer_queue_committed_offset"
         );
         if !wanted
             || labels.get("consumer_group").map(String::as_str) != Some(e.consumer_group.as_str())
@@ -214,11 +218,22 @@ pub fn exporter_backlog(page: &str, e: &ExporterSource) -> Observation {
         {
             continue;
         }
-        if name == "rocketmq_consumer_queues" {
-            queues += v;
-        } else {
-            value += v;
-            matched = true;
+        let queue_key = || {
+            let l = |k: &str| labels.get(k).map(String::as_str).unwrap_or("");
+            format!("{}/{}/{}", l("topic"), l("broker"), l("queue_id"))
+        };
+        match name {
+            "rocketmq_consumer_queues" => queues += v,
+            "rocketmq_consumer_queue_lag_messages" => {
+                per_queue.entry(queue_key()).or_default().1 = v
+            }
+            "rocketmq_consumer_queue_committed_offset" => {
+                per_queue.entry(queue_key()).or_default().0 = v as i64
+            }
+            _ => {
+                value += v;
+                matched = true;
+            }
         }
     }
     if !is_exporter_page {
@@ -228,7 +243,19 @@ pub fn exporter_backlog(page: &str, e: &ExporterSource) -> Observation {
     if !matched {
         return Observation::Missing;
     }
-    let sample = Sample::new(value);
+    let mut sample = Sample::new(value);
+    if !per_queue.is_empty() {
+        sample = sample.with_queues(
+            per_queue
+                .into_iter()
+                .map(|(queue, (committed_offset, lag))| QueueLag {
+                    queue,
+                    committed_offset,
+                    lag,
+                })
+                .collect(),
+        );
+    }
     if queues > 0.0 {
         Observation::Ok(sample.with_queue_count(queues as u32))
     } else {
@@ -367,6 +394,27 @@ rocketmq_exporter_collections_total 12
     fn a_page_that_is_not_the_exporters_is_an_error() {
         let obs = exporter_backlog("garbage\n{{{", &exporter("G", None, None));
         assert!(matches!(obs, Observation::Error(e) if e.contains("not an rmq-exporter")));
+    }
+
+    #[test]
+    fn per_queue_offsets_from_queue_metrics_feed_persistent_lag_exclusion() {
+        let page = format!(
+            "{PAGE}rocketmq_consumer_queue_lag_messages{{instance_id=\"i1\",cluster=\"c\",topic=\"keda\",consumer_group=\"G\",is_retry=\"false\",broker=\"b\",queue_id=\"3\"}} 90\n\
+             rocketmq_consumer_queue_committed_offset{{instance_id=\"i1\",cluster=\"c\",topic=\"keda\",consumer_group=\"G\",is_retry=\"false\",broker=\"b\",queue_id=\"3\"}} 1200\n"
+        );
+        let Observation::Ok(sample) =
+            exporter_backlog(&page, &exporter("G", Some("keda"), Some("i1")))
+        else {
+            panic!("expected a sample")
+        };
+        assert_eq!(
+            sample.queues,
+            vec![QueueLag {
+                queue: "keda/b/3".into(),
+                committed_offset: 1200,
+                lag: 90.0
+            }]
+        );
     }
 
     #[test]

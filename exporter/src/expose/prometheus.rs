@@ -114,6 +114,7 @@ impl Page {
             })
             .collect();
         let mut health = String::new();
+        render_queues(&mut health, snapshot);
         render_health(&mut health, snapshot, counters);
         Page {
             labels,
@@ -177,6 +178,43 @@ impl Iterator for Chunks {
             }
         }
         Some(bytes::Bytes::from(out))
+    }
+}
+
+/// Per-queue families, when the source reported per-queue data (`--queue-metrics`).
+fn render_queues(out: &mut String, snapshot: &Snapshot) {
+    if snapshot.series.iter().all(|s| s.lagging_queues.is_empty()) {
+        return;
+    }
+    for (name, help, committed) in [
+        (
+            "rocketmq_consumer_queue_lag_messages",
+            "Messages not yet committed by the consumer group on one queue (queues with lag only).",
+            false,
+        ),
+        (
+            "rocketmq_consumer_queue_committed_offset",
+            "The consumer group's committed offset on one queue (queues with lag only).",
+            true,
+        ),
+    ] {
+        header(out, name, "gauge", help);
+        for s in &snapshot.series {
+            let labels = series_labels(s);
+            let labels = labels.trim_end().trim_end_matches('}');
+            for q in &s.lagging_queues {
+                out.push_str(name);
+                out.push_str(labels);
+                out.push_str(",broker=\"");
+                escape(out, &q.broker);
+                let value = if committed {
+                    q.committed.to_string()
+                } else {
+                    q.lag.to_string()
+                };
+                let _ = writeln!(out, "\",queue_id=\"{}\"}} {value}", q.queue_id);
+            }
+        }
     }
 }
 
@@ -336,6 +374,7 @@ mod tests {
             queueing_latency_ms: 4,
             connections: 2,
             queues: 8,
+            lagging_queues: Vec::new(),
         }
     }
 
@@ -386,6 +425,30 @@ mod tests {
             "{}",
             &text[text.len() - 200..]
         );
+    }
+
+    #[test]
+    fn per_queue_families_appear_only_with_per_queue_data() {
+        let mut s = series("T", "G", 3, 0);
+        let plain = Snapshot {
+            series: vec![s.clone()],
+            ..Default::default()
+        };
+        let text = std::sync::Arc::new(Page::build(&plain, &Counters::default())).to_text();
+        assert!(!text.contains("rocketmq_consumer_queue_lag_messages"));
+        s.lagging_queues.push(crate::snapshot::QueueLag {
+            broker: std::sync::Arc::from("broker-a"),
+            queue_id: 2,
+            committed: 40,
+            lag: 3,
+        });
+        let detailed = Snapshot {
+            series: vec![s],
+            ..Default::default()
+        };
+        let text = std::sync::Arc::new(Page::build(&detailed, &Counters::default())).to_text();
+        assert!(text.contains("rocketmq_consumer_queue_lag_messages{instance_id=\"inst\",cluster=\"DefaultCluster\",topic=\"T\",consumer_group=\"G\",is_retry=\"false\",broker=\"broker-a\",queue_id=\"2\"} 3\n"), "{text}");
+        assert!(text.contains("rocketmq_consumer_queue_committed_offset{instance_id=\"inst\",cluster=\"DefaultCluster\",topic=\"T\",consumer_group=\"G\",is_retry=\"false\",broker=\"broker-a\",queue_id=\"2\"} 40\n"));
     }
 
     #[test]

@@ -40,7 +40,7 @@ use futures_util::stream::{self, StreamExt};
 use regex::Regex;
 use tokio::sync::Semaphore;
 
-use crate::snapshot::{CollectError, ConsumerSeries, SourceReport, TargetHealth};
+use crate::snapshot::{CollectError, ConsumerSeries, QueueLag, SourceReport, TargetHealth};
 use crate::source::Source;
 use client::{Client, ClientConfig, RpcError};
 use codec::Command;
@@ -72,6 +72,8 @@ pub struct RemotingConfig {
     pub concurrency: usize,
     /// Store-time lookups per cycle for lag latency; 0 turns lag latency off.
     pub latency_lookups: usize,
+    /// Also export per-queue lag and committed offset of queues with lag.
+    pub queue_metrics: bool,
     /// How often each group's online clients are re-read.
     pub connections_refresh: std::time::Duration,
     /// How long a broker that the name server stopped listing keeps its last values (stale).
@@ -96,6 +98,8 @@ struct Row {
     queues: u32,
     /// Queues with messages not yet committed: (queue, committed offset).
     unconsumed: Vec<(i32, i64)>,
+    /// With `queue_metrics`: (queue, committed offset, lag) of queues with lag.
+    lagging: Vec<(i32, i64, u64)>,
     /// Queues with messages not yet delivered: (queue, pull offset).
     undelivered: Vec<(i32, i64)>,
     oldest_unconsumed: Option<i64>,
@@ -282,6 +286,13 @@ impl RemotingSource {
                 row.queues += 1;
                 if committed < broker_offset {
                     row.unconsumed.push((q.queue_id, committed));
+                    if self.config.queue_metrics {
+                        row.lagging.push((
+                            q.queue_id,
+                            committed,
+                            (broker_offset - committed) as u64,
+                        ));
+                    }
                 }
                 if pull < broker_offset {
                     row.undelivered.push((q.queue_id, pull));
@@ -620,8 +631,9 @@ impl RemotingSource {
             }
         };
         let mut merged: BTreeMap<SeriesKey<'_>, ConsumerSeries> = BTreeMap::new();
-        for b in state.by_broker.values() {
+        for (broker, b) in &state.by_broker {
             let instance = instance_of(&b.cluster);
+            let broker: Arc<str> = Arc::from(broker.as_str());
             for ((topic, group), row) in &b.rows {
                 let s = merged
                     .entry((instance.clone(), b.cluster.clone(), topic, group))
@@ -637,6 +649,7 @@ impl RemotingSource {
                         queueing_latency_ms: 0,
                         connections: state.connections.get(group).map_or(0, |c| c.0),
                         queues: 0,
+                        lagging_queues: Vec::new(),
                     });
                 s.ready += row.ready;
                 s.inflight += row.inflight;
@@ -644,6 +657,17 @@ impl RemotingSource {
                 let age = |ts: Option<i64>| ts.map(|t| (now_ms - t).max(0) as u64).unwrap_or(0);
                 s.lag_latency_ms = s.lag_latency_ms.max(age(row.oldest_unconsumed));
                 s.queueing_latency_ms = s.queueing_latency_ms.max(age(row.oldest_undelivered));
+                s.lagging_queues
+                    .extend(
+                        row.lagging
+                            .iter()
+                            .map(|&(queue_id, committed, lag)| QueueLag {
+                                broker: broker.clone(),
+                                queue_id,
+                                committed,
+                                lag,
+                            }),
+                    );
             }
         }
         report.series = merged.into_values().collect();
