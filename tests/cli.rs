@@ -70,6 +70,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
         "secret-key",
         "log-format",
         "log-level",
+        "queue-metrics",
     ] {
         assert!(
             stdout.contains(&format!("--{flag}")),

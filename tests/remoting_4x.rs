@@ -129,3 +129,49 @@ fn lag_latency_works_on_4x() {
     });
     assert!((2000.0..60_000.0).contains(&ms), "lag latency {ms} ms");
 }
+
+#[test]
+fn several_clusters_in_one_process_each_with_its_instance_id() {
+    let rig = rig();
+    let (t, ga, gb) = (name("TM"), name("GMA"), name("GMB"));
+    rig.produce(&t, 6, 2);
+    rig.consume(&ga, &t, 6);
+    rig.consume(&gb, &t, 6);
+    rig.produce(&t, 4, 2);
+    // Two [[clusters]] tables (here both on this rig, each with its own groups and instance_id).
+    let file = std::env::temp_dir().join(format!("{}.toml", name("clusters")));
+    std::fs::write(
+        &file,
+        format!(
+            "interval_seconds = 1\ndeadline_seconds = 1\n\
+             [[clusters]]\nnamesrv = \"{ns}\"\ninstance_id = \"east\"\ngroup_allow = \"^{ga}$\"\n\
+             [[clusters]]\nnamesrv = \"{ns}\"\ninstance_id = \"west\"\ngroup_allow = \"^{gb}$\"\n",
+            ns = rig.namesrv()
+        ),
+    )
+    .unwrap();
+    let exp = Exporter::start(&["--config", file.to_str().unwrap()]);
+    let m = exp.eventually(WAIT, |m| {
+        let east = m.one(
+            "rocketmq_consumer_lag_messages",
+            &[("instance_id", "east"), ("topic", &t)],
+        );
+        let west = m.one(
+            "rocketmq_consumer_lag_messages",
+            &[("instance_id", "west"), ("topic", &t)],
+        );
+        (east == Some(4.0) && west == Some(4.0)).then(|| m.text.clone())
+    });
+    let m = Metrics::parse(&m);
+    assert_eq!(
+        m.one(
+            "rocketmq_consumer_lag_messages",
+            &[("instance_id", "east"), ("consumer_group", &gb)]
+        ),
+        None
+    );
+    assert_eq!(
+        m.find("rocketmq_exporter_up", &[("kind", "namesrv")]).len(),
+        2
+    );
+}

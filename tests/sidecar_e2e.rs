@@ -145,7 +145,13 @@ impl Sidecar {
         let child = Command::new(bin("rmq-sidecar"))
             .args(["--config", file.to_str().unwrap(), "--listen", &addr])
             .args(["--kubeconfig", &kube().env["KUBECONFIG_ADMIN"]])
-            .args(["--lease-duration-seconds", "3"])
+            // Each test's sidecar elects itself on its own Lease: tests run side by side.
+            .args([
+                "--lease-duration-seconds",
+                "3",
+                "--lease-name",
+                &name("lease").to_lowercase().replace('_', "-"),
+            ])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
