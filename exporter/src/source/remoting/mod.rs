@@ -5,8 +5,9 @@
 //! 1. `GET_BROKER_CLUSTER_INFO` from the first name server that answers → broker sets; each is read
 //!    on its master, or on its lowest-id slave while the master is gone. When every name server is
 //!    down the last known broker list is used, so backlog keeps flowing.
-//! 2. Per broker: `GET_ALL_SUBSCRIPTIONGROUP_CONFIG` → every group it knows, then
-//!    `GET_CONSUME_STATS(group)` per group (bounded concurrency). Per queue:
+//! 2. Per broker: `GET_ALL_SUBSCRIPTIONGROUP_CONFIG` → every group it knows,
+//!    `GET_ALL_CONSUMER_OFFSET` → the topics each group has offsets on, then
+//!    `GET_CONSUME_STATS(group, topic)` per pair (bounded concurrency). Per queue:
 //!    ready = brokerOffset − pullOffset, inflight = pullOffset − consumerOffset (pullOffset exists
 //!    from 5.1; before, it is the consumer offset, so inflight is 0 and ready is the whole lag).
 //!    Rows are summed per (topic, group) across brokers.
@@ -242,18 +243,56 @@ impl RemotingSource {
             .map_err(|e| (e.cause(), e.to_string()))?;
         let groups = protocol::subscription_groups(&resp.body)
             .map_err(|e| ("bad_body", format!("{addr}: subscription groups: {e}")))?;
-        let reads = groups
-            .into_iter()
-            .filter(|g| self.config.groups.keeps(g))
-            .map(|g| async move {
-                let cmd = Command::request(code::GET_CONSUME_STATS).with_field("consumerGroup", &g);
-                let result = match cycle.call(addr, cmd).await {
-                    Ok(resp) => protocol::consume_stats(&resp.body)
-                        .map_err(|e| ("bad_body", format!("{addr}: consume stats of {}: {e}", g))),
-                    Err(e) => Err((e.cause(), e.to_string())),
-                };
-                (g, result)
-            });
+        // Which topics each group has offsets on, in one request. Asking GET_CONSUME_STATS per
+        // (group, topic) spares the broker its scan of every committed offset per request
+        // (ConsumerOffsetManager.whichTopicByConsumer), which is what limits a cycle with
+        // thousands of groups. Without it (an error, a body over the frame cap), ask per group.
+        let topics = match cycle
+            .call(addr, Command::request(code::GET_ALL_CONSUMER_OFFSET))
+            .await
+        {
+            Ok(resp) => match protocol::topics_by_group(&resp.body) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    cycle.error("bad_body", format!("{addr}: consumer offsets: {e}"));
+                    None
+                }
+            },
+            Err(e) => {
+                cycle.error(
+                    e.cause(),
+                    format!(
+                        "{addr}: consumer offsets (falling back to one request per group): {e}"
+                    ),
+                );
+                None
+            }
+        };
+        let mut asks: Vec<(String, Option<String>)> = Vec::new();
+        for g in groups.into_iter().filter(|g| self.config.groups.keeps(g)) {
+            match &topics {
+                None => asks.push((g, None)),
+                Some(t) => {
+                    for topic in t.get(&g).into_iter().flatten() {
+                        if !topic.starts_with("%DLQ%") && self.config.topics.keeps(topic) {
+                            asks.push((g.clone(), Some(topic.clone())));
+                        }
+                    }
+                }
+            }
+        }
+        let reads = asks.into_iter().map(|(g, topic)| async move {
+            let mut cmd = Command::request(code::GET_CONSUME_STATS).with_field("consumerGroup", &g);
+            if let Some(t) = &topic {
+                cmd = cmd.with_field("topic", t);
+            }
+            let result = match cycle.call(addr, cmd).await {
+                Ok(resp) => protocol::consume_stats(&resp.body)
+                    .map_err(|e| ("bad_body", format!("{addr}: consume stats of {g}: {e}"))),
+                Err(e) => Err((e.cause(), e.to_string())),
+            };
+            (g, result)
+        });
         let mut rows: HashMap<RowKey, Row> = HashMap::new();
         // Futures are made as they are polled, never all at once: 10,000 groups must not mean
         // 10,000 request states in memory.

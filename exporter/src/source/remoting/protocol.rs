@@ -15,6 +15,7 @@ pub mod code {
     pub const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
     pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
     pub const GET_CONSUME_STATS: i32 = 208;
+    pub const GET_ALL_CONSUMER_OFFSET: i32 = 43;
     pub const QUERY_CONSUME_QUEUE: i32 = 321;
     pub const VIEW_MESSAGE_BY_ID: i32 = 33;
 }
@@ -109,6 +110,27 @@ pub fn subscription_groups(body: &[u8]) -> Result<Vec<String>, BodyError> {
         what: "SubscriptionGroupWrapper",
         field: "subscriptionGroupTable",
     })
+}
+
+/// GET_ALL_CONSUMER_OFFSET (43) body: `{"offsetTable":{"topic@group":{queueId:offset,...}}}`;
+/// group → topics it has committed offsets on. Offsets themselves are skipped unparsed.
+pub fn topics_by_group(
+    body: &[u8],
+) -> Result<std::collections::HashMap<String, Vec<String>>, BodyError> {
+    let keys = fastjson::object_keys(body, "offsetTable")?.ok_or(BodyError::Field {
+        what: "ConsumerOffsetSerializeWrapper",
+        field: "offsetTable",
+    })?;
+    let mut out: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for key in keys {
+        // Topic and group names cannot contain '@' (TopicValidator), so the split is exact.
+        if let Some((topic, group)) = key.split_once('@') {
+            out.entry(group.to_string())
+                .or_default()
+                .push(topic.to_string());
+        }
+    }
+    Ok(out)
 }
 
 /// One queue's offsets from `ConsumeStats.offsetTable`.
@@ -251,6 +273,15 @@ mod tests {
     }
 
     #[test]
+    fn topics_by_group_from_all_consumer_offsets() {
+        let body = br#"{"dataVersion":{"counter":3},"offsetTable":{"T1@G":{0:5,1:7},"%RETRY%G@G":{0:0},"T1@H":{0:1}}}"#;
+        let t = topics_by_group(body).unwrap();
+        assert_eq!(t["G"], vec!["T1", "%RETRY%G"]);
+        assert_eq!(t["H"], vec!["T1"]);
+        assert!(topics_by_group(b"{}").is_err());
+    }
+
+    #[test]
     fn connection_count() {
         let body = br#"{"connectionSet":[{"clientAddr":"a","clientId":"x","language":"JAVA","version":1},{"clientId":"y"}],"consumeType":"CONSUME_PASSIVELY"}"#;
         assert_eq!(consumer_connections(body).unwrap(), 2);
@@ -278,6 +309,7 @@ mod tests {
             let _ = cluster_info(&data);
             let _ = subscription_groups(&data);
             let _ = consume_stats(&data);
+            let _ = topics_by_group(&data);
             let _ = consumer_connections(&data);
             let _ = consume_queue_physical_offset(&data);
             let _ = message_store_timestamp(&data);
