@@ -61,15 +61,16 @@ print(f"    {phase:<10} ready={r:>5}  inflight={i:>4}  lag={l:>5}  lag_latency={
 }
 
 say "4/4 load: the group consumes a first batch, then a backlog builds in bursts and is drained"
-lg() { bash tests/rig/rocketmq.sh loadgen --dir "$dir" "$@" >/dev/null; }
+lg() { bash tests/rig/rocketmq.sh loadgen --dir "$dir" "$@" >/dev/null 2>&1; }
 lg produce --topic "$topic" --count 10 --queues 8
 lg consume --group "$group" --topic "$topic" --expect 10
 for burst in 1 2 3 4; do
   lg produce --topic "$topic" --count 250 --queues 8
   sleep 2; show "burst $burst"
 done
-bash tests/rig/rocketmq.sh loadgen --dir "$dir" consume --group "$group" --topic "$topic" --expect 1000 >/dev/null &
+bash tests/rig/rocketmq.sh loadgen --dir "$dir" consume --group "$group" --topic "$topic" --expect 1000 >/dev/null 2>&1 &
 consumer=$!; pids+=($consumer)
 while kill -0 "$consumer" 2>/dev/null; do sleep 2; show "draining"; done
-sleep 3; show "drained"
+# The sidecar scales back to the minimum once its 10 s scale-down window has passed.
+for _ in 1 2 3 4 5 6; do sleep 2; show "drained"; done
 say "done: the metrics page was http://$listen/metrics (see README.md for Prometheus and KEDA)"
