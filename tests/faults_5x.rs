@@ -27,17 +27,7 @@ fn rig() -> (&'static Rig, MutexGuard<'static, ()>) {
 }
 
 fn exporter(rig: &Rig, group: &str) -> Exporter {
-    let allow = format!("^{group}$");
-    Exporter::start(&[
-        "--namesrv",
-        rig.namesrv(),
-        "--interval",
-        "1",
-        "--deadline",
-        "1",
-        "--group-allow",
-        &allow,
-    ])
+    support::exporter_for(rig.namesrv(), &[group], &[])
 }
 
 fn lag(m: &Metrics, topic: &str, group: &str) -> Option<f64> {

@@ -8,7 +8,7 @@ mod support;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::{name, Exporter, Metrics, Rig, RigOptions};
+use support::{backlog, exporter_for, name, Exporter, Metrics, Rig, RigOptions};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -24,26 +24,7 @@ fn rig() -> &'static Rig {
 }
 
 fn exporter(groups: &[&str]) -> Exporter {
-    let allow = format!("^({})$", groups.join("|"));
-    Exporter::start(&[
-        "--namesrv",
-        rig().namesrv(),
-        "--interval",
-        "1",
-        "--deadline",
-        "1",
-        "--group-allow",
-        &allow,
-    ])
-}
-
-fn backlog(m: &Metrics, topic: &str, group: &str) -> Option<(f64, f64, f64)> {
-    let l = [("topic", topic), ("consumer_group", group)];
-    Some((
-        m.one("rocketmq_consumer_ready_messages", &l)?,
-        m.one("rocketmq_consumer_inflight_messages", &l)?,
-        m.one("rocketmq_consumer_lag_messages", &l)?,
-    ))
+    exporter_for(rig().namesrv(), groups, &[])
 }
 
 #[test]

@@ -8,7 +8,9 @@ mod support;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::{http_get, name, urlencode, Exporter, Metrics, Rig, RigOptions};
+use support::{
+    backlog, exporter_for, http_get, name, urlencode, Exporter, Metrics, Rig, RigOptions,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -25,29 +27,7 @@ fn rig() -> &'static Rig {
 
 /// An exporter reading only the given groups, every second.
 fn exporter(groups: &[&str]) -> Exporter {
-    let allow = format!("^({})$", groups.join("|"));
-    Exporter::start(&[
-        "--namesrv",
-        rig().namesrv(),
-        "--interval",
-        "1",
-        "--deadline",
-        "1",
-        "--instance-id",
-        "rig",
-        "--group-allow",
-        &allow,
-    ])
-}
-
-/// (ready, inflight, lag) of one (topic, group) series.
-fn backlog(m: &Metrics, topic: &str, group: &str) -> Option<(f64, f64, f64)> {
-    let l = [("topic", topic), ("consumer_group", group)];
-    Some((
-        m.one("rocketmq_consumer_ready_messages", &l)?,
-        m.one("rocketmq_consumer_inflight_messages", &l)?,
-        m.one("rocketmq_consumer_lag_messages", &l)?,
-    ))
+    exporter_for(rig().namesrv(), groups, &["--instance-id", "rig"])
 }
 
 #[test]
@@ -347,29 +327,7 @@ fn arms_guide_query_sums_per_group_through_prometheus() {
     let exp = exporter(&[&ga, &gb]);
     exp.eventually(WAIT, |m| backlog(m, &t, &gb).filter(|b| b.2 == 15.0));
 
-    let dir = rig.dir.join(name("prom"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = std::process::Command::new("bash")
-        .arg(support::repo_root().join("tests/rig/prometheus.sh"))
-        .args([
-            "start",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--target",
-            &exp.addr,
-        ])
-        .args(["--owner-pid", &std::process::id().to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let prom = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_start_matches("PROM=")
-        .to_string();
+    let (prom, prom_dir) = support::start_prometheus(&exp.addr);
 
     let query = format!(
         "sum({{__name__=~\"rocketmq_consumer_ready_messages|rocketmq_consumer_inflight_messages\",instance_id=\"rig\",topic=~\"{t}\"}}) by (consumer_group)"
@@ -399,7 +357,7 @@ fn arms_guide_query_sums_per_group_through_prometheus() {
     assert_eq!(result.get(&gb), Some(&15.0), "{result:?}");
     let _ = std::process::Command::new("bash")
         .arg(support::repo_root().join("tests/rig/prometheus.sh"))
-        .args(["stop", "--dir", dir.to_str().unwrap()])
+        .args(["stop", "--dir", prom_dir.to_str().unwrap()])
         .status();
 }
 
@@ -410,18 +368,7 @@ fn queue_metrics_give_per_queue_lag_that_sums_to_the_total() {
     rig.produce(&t, 8, 4);
     rig.consume(&g, &t, 8);
     rig.produce(&t, 21, 4);
-    let allow = format!("^{g}$");
-    let exp = Exporter::start(&[
-        "--namesrv",
-        rig.namesrv(),
-        "--interval",
-        "1",
-        "--deadline",
-        "1",
-        "--group-allow",
-        &allow,
-        "--queue-metrics",
-    ]);
+    let exp = exporter_for(rig.namesrv(), &[&g], &["--queue-metrics"]);
     let m = exp.eventually(WAIT, |m| {
         backlog(m, &t, &g)
             .filter(|b| b.2 == 21.0)

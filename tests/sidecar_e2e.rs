@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use support::{bin, free_port, name, repo_root, Exporter, Rig, RigOptions};
+use support::{bin, free_port, name, repo_root, start_prometheus, Exporter, Rig, RigOptions};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -197,42 +197,8 @@ fn exporter_trigger(exporter: &str, group: &str, topic: &str) -> String {
     )
 }
 
-/// Starts a Prometheus scraping `target`; returns (its address, its rig directory).
-fn start_prometheus(target: &str) -> (String, PathBuf) {
-    let dir = std::env::temp_dir().join(name("prom"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new("bash")
-        .arg(repo_root().join("tests/rig/prometheus.sh"))
-        .args(["start", "--dir", dir.to_str().unwrap(), "--target", target])
-        .args(["--owner-pid", &std::process::id().to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let addr = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_start_matches("PROM=")
-        .to_string();
-    (addr, dir)
-}
-
 fn exporter_for(group: &str) -> Exporter {
-    let allow = format!("^{group}$");
-    Exporter::start(&[
-        "--namesrv",
-        rmq().namesrv(),
-        "--interval",
-        "1",
-        "--deadline",
-        "1",
-        "--instance-id",
-        "rig",
-        "--group-allow",
-        &allow,
-    ])
+    support::exporter_for(rmq().namesrv(), &[group], &["--instance-id", "rig"])
 }
 
 #[test]

@@ -366,6 +366,48 @@ impl Drop for Exporter {
     }
 }
 
+/// An exporter on `namesrv` reading only `groups`, every second, plus `extra` flags.
+pub fn exporter_for(namesrv: &str, groups: &[&str], extra: &[&str]) -> Exporter {
+    let allow = format!("^({})$", groups.join("|"));
+    let mut args = vec![
+        "--namesrv",
+        namesrv,
+        "--interval",
+        "1",
+        "--deadline",
+        "1",
+        "--group-allow",
+        &allow,
+    ];
+    args.extend_from_slice(extra);
+    Exporter::start(&args)
+}
+
+/// (ready, inflight, lag) of one (topic, group) series.
+pub fn backlog(m: &Metrics, topic: &str, group: &str) -> Option<(f64, f64, f64)> {
+    let l = [("topic", topic), ("consumer_group", group)];
+    Some((
+        m.one("rocketmq_consumer_ready_messages", &l)?,
+        m.one("rocketmq_consumer_inflight_messages", &l)?,
+        m.one("rocketmq_consumer_lag_messages", &l)?,
+    ))
+}
+
+/// Starts Debian's Prometheus scraping `target` every second (tests/rig/prometheus.sh);
+/// returns (its address, its rig directory). It stops when this process exits.
+pub fn start_prometheus(target: &str) -> (String, PathBuf) {
+    let dir = std::env::temp_dir().join(name("prom"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new("bash")
+        .arg(rig_script("prometheus.sh"))
+        .args(["start", "--dir", dir.to_str().unwrap(), "--target", target])
+        .args(["--owner-pid", &std::process::id().to_string()])
+        .output()
+        .unwrap();
+    let stdout = must(out, "prometheus.sh start");
+    (stdout.trim().trim_start_matches("PROM=").to_string(), dir)
+}
+
 /// A parsed Prometheus text page.
 pub struct Metrics {
     pub text: String,
