@@ -29,4 +29,13 @@ if [[ -f tests/rig/kube.sh ]]; then
   bash tests/rig/kube.sh install >/dev/null
 fi
 
-cargo test --workspace --no-fail-fast
+# One closing line over every test binary, after cargo's own per-binary lines.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$rc"
