@@ -236,6 +236,13 @@ pub fn exporter_backlog(page: &str, e: &ExporterSource) -> Observation {
             }
         }
     }
+    if page.trim().is_empty() {
+        // The exporter serves an empty page until its first cycle ends: no data is not "0".
+        return Observation::Error(format!(
+            "{} has no data yet (its first collection cycle has not finished)",
+            e.url
+        ));
+    }
     if !is_exporter_page {
         // A proxy's error page or another program's metrics: an error, never "no backlog".
         return Observation::Error(format!("{} is not an rmq-exporter metrics page", e.url));
@@ -388,6 +395,12 @@ rocketmq_exporter_collections_total 12
             exporter_backlog(PAGE, &exporter("nope", None, None)),
             Observation::Missing
         );
+    }
+
+    #[test]
+    fn an_exporter_without_its_first_cycle_is_an_error_not_zero() {
+        let obs = exporter_backlog("", &exporter("G", None, None));
+        assert!(matches!(obs, Observation::Error(e) if e.contains("first collection cycle")));
     }
 
     #[test]
