@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use crate::expose::prometheus::{Counters, Page};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{unix_now, Snapshot};
 use crate::source::Source;
 
 /// What the HTTP side reads.
 #[derive(Default)]
 pub struct Cache {
     page: RwLock<Arc<Page>>,
-    snapshot: RwLock<Arc<Snapshot>>,
     /// Unix seconds at the end of the last cycle; 0 before the first.
     last_cycle: std::sync::atomic::AtomicU64,
 }
@@ -25,12 +24,6 @@ pub struct Cache {
 impl Cache {
     pub fn page(&self) -> Arc<Page> {
         self.page.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
     /// Whether a first cycle has completed.
     pub fn ready(&self) -> bool {
@@ -41,20 +34,11 @@ impl Cache {
         let last = self.last_cycle.load(std::sync::atomic::Ordering::Acquire);
         (last > 0).then(|| unix_now() - f64::from_bits(last))
     }
-    fn store(&self, snapshot: Snapshot, page: Page) {
-        let taken = snapshot.taken_at;
+    fn store(&self, taken: f64, page: Page) {
         *self.page.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(page);
-        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
         self.last_cycle
             .store(taken.to_bits(), std::sync::atomic::Ordering::Release);
     }
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 pub struct Collector {
@@ -74,8 +58,8 @@ impl Collector {
         }
     }
 
-    /// Runs one cycle and publishes its snapshot; returns it too.
-    pub async fn cycle(&mut self) -> Arc<Snapshot> {
+    /// Runs one cycle and publishes its page.
+    pub async fn cycle(&mut self) {
         let started = Instant::now();
         let deadline = started + self.deadline;
         let reports = join_all(self.sources.iter().map(|s| s.collect(deadline))).await;
@@ -85,11 +69,11 @@ impl Collector {
             snapshot.targets.extend(report.targets);
             snapshot.rpcs += report.rpcs;
             snapshot.latency_lookups += report.latency_lookups;
-            for e in report.errors {
+            for cause in report.errors {
                 *self
                     .counters
                     .errors
-                    .entry((source.name().to_string(), e.cause))
+                    .entry((source.name().to_string(), cause))
                     .or_default() += 1;
             }
         }
@@ -105,8 +89,7 @@ impl Collector {
             cycle_ms = (snapshot.cycle_seconds * 1000.0) as u64,
             "collection cycle done"
         );
-        self.cache.store(snapshot, page);
-        self.cache.snapshot()
+        self.cache.store(snapshot.taken_at, page);
     }
 
     /// Runs cycles every `interval` until the task is dropped.

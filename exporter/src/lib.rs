@@ -1,8 +1,9 @@
 //! rmq-exporter: RocketMQ consumer backlog as Prometheus metrics.
 //!
-//! Data flow: `source` (remoting admin protocol) → [`snapshot::Snapshot`] → [`collector::Cache`]
-//! → `/metrics` ([`expose::prometheus`]). Collection runs in the background on a fixed interval
-//! with a per-cycle deadline; the HTTP side only ever reads the last rendered page.
+//! Data flow: `source` (remoting admin protocol) → [`snapshot::Snapshot`] →
+//! [`expose::prometheus::Page`] in [`collector::Cache`] → `/metrics`. Collection runs in the
+//! background on a fixed interval with a per-cycle deadline; the HTTP side only ever streams the
+//! last cycle's page.
 
 pub mod collector;
 pub mod config;

@@ -61,21 +61,14 @@ pub struct TargetHealth {
     pub last_success: f64,
 }
 
-/// One error seen during a cycle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CollectError {
-    pub instance_id: Arc<str>,
-    /// A short, stable cause label: connect, timeout, closed, bad_frame, bad_body, auth, remote_error, deadline.
-    pub cause: &'static str,
-    pub message: String,
-}
-
 /// What one source returns for one cycle.
 #[derive(Debug, Clone, Default)]
 pub struct SourceReport {
     pub series: Vec<ConsumerSeries>,
     pub targets: Vec<TargetHealth>,
-    pub errors: Vec<CollectError>,
+    /// The cause label of each error of the cycle: connect, timeout, closed, bad_frame,
+    /// bad_body, auth, remote_error, deadline. (Messages are logged by the source.)
+    pub errors: Vec<&'static str>,
     pub rpcs: u64,
     pub latency_lookups: u64,
 }
@@ -90,4 +83,12 @@ pub struct Snapshot {
     pub cycle_seconds: f64,
     pub rpcs: u64,
     pub latency_lookups: u64,
+}
+
+/// Unix time in seconds (0 if the clock is before 1970).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

@@ -10,8 +10,6 @@
 //! offers forgiving accessors. It is a small recursive-descent parser with a depth limit, so a
 //! hostile body can neither panic it nor blow the stack.
 
-use std::fmt;
-
 /// Nesting deeper than this is refused (RocketMQ bodies nest a handful of levels).
 const MAX_DEPTH: usize = 64;
 
@@ -374,13 +372,6 @@ impl Value {
             _ => None,
         }
     }
-    pub fn as_bool(&self) -> Option<bool> {
-        match self {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) => s.parse().ok(),
-            _ => None,
-        }
-    }
     /// A key rendered as text: strings as themselves, numbers as their digits.
     pub fn key_text(&self) -> Option<&str> {
         match self {
@@ -390,19 +381,6 @@ impl Value {
     }
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
-    }
-}
-
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Value::Null => write!(f, "null"),
-            Value::Bool(b) => write!(f, "{b}"),
-            Value::Number(n) => write!(f, "{n}"),
-            Value::String(s) => write!(f, "{s:?}"),
-            Value::Array(a) => write!(f, "[{} items]", a.len()),
-            Value::Object(o) => write!(f, "{{{} fields}}", o.len()),
-        }
     }
 }
 

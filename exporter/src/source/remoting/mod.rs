@@ -34,14 +34,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use futures_util::future::join_all as futures_join_all;
 use futures_util::stream::{self, StreamExt};
 use regex::Regex;
 use tokio::sync::Semaphore;
 
-use crate::snapshot::{CollectError, ConsumerSeries, QueueLag, SourceReport, TargetHealth};
+use crate::snapshot::{unix_now, ConsumerSeries, QueueLag, SourceReport, TargetHealth};
 use crate::source::Source;
 use client::{Client, ClientConfig, RpcError};
 use codec::Command;
@@ -97,10 +97,8 @@ struct Row {
     ready: u64,
     inflight: u64,
     queues: u32,
-    /// Queues with messages not yet committed: (queue, committed offset).
-    unconsumed: Vec<(i32, i64)>,
-    /// With `queue_metrics`: (queue, committed offset, lag) of queues with lag.
-    lagging: Vec<(i32, i64, u64)>,
+    /// Queues with messages not yet committed: (queue, committed offset, lag).
+    unconsumed: Vec<(i32, i64, u64)>,
     /// Queues with messages not yet delivered: (queue, pull offset).
     undelivered: Vec<(i32, i64)>,
     oldest_unconsumed: Option<i64>,
@@ -171,13 +169,6 @@ impl Cycle<'_> {
             tracing::warn!(source = %self.source.name, cause, count, "{first}");
         }
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 impl RemotingSource {
@@ -324,14 +315,8 @@ impl RemotingSource {
                 row.inflight += (pull - committed) as u64;
                 row.queues += 1;
                 if committed < broker_offset {
-                    row.unconsumed.push((q.queue_id, committed));
-                    if self.config.queue_metrics {
-                        row.lagging.push((
-                            q.queue_id,
-                            committed,
-                            (broker_offset - committed) as u64,
-                        ));
-                    }
+                    let lag = (broker_offset - committed) as u64;
+                    row.unconsumed.push((q.queue_id, committed, lag));
                 }
                 if pull < broker_offset {
                     row.undelivered.push((q.queue_id, pull));
@@ -496,17 +481,12 @@ impl RemotingSource {
             ..Default::default()
         };
         self.assemble(&state, now, &mut report);
-        let instance: Arc<str> = Arc::from(self.config.instance_id.as_deref().unwrap_or(""));
         report.errors = cycle
             .errors
             .into_inner()
             .unwrap_or_else(|p| p.into_inner())
             .into_iter()
-            .map(|(cause, message)| CollectError {
-                instance_id: instance.clone(),
-                cause,
-                message,
-            })
+            .map(|(cause, _)| cause)
             .collect();
         report
     }
@@ -585,7 +565,11 @@ impl RemotingSource {
         let mut wanted: HashSet<MessageAt> = HashSet::new();
         for (broker, b) in state.by_broker.iter().filter(|(_, b)| b.fresh) {
             for ((topic, _), row) in &b.rows {
-                for &(queue, offset) in row.unconsumed.iter().chain(&row.undelivered) {
+                let unconsumed = row
+                    .unconsumed
+                    .iter()
+                    .map(|&(queue, offset, _)| (queue, offset));
+                for (queue, offset) in unconsumed.chain(row.undelivered.iter().copied()) {
                     wanted.insert(MessageAt {
                         broker: broker.clone(),
                         topic: topic.clone(),
@@ -632,10 +616,9 @@ impl RemotingSource {
         }
         for (broker, b) in state.by_broker.iter_mut().filter(|(_, b)| b.fresh) {
             for ((topic, _), row) in b.rows.iter_mut() {
-                let oldest = |queues: &[(i32, i64)]| {
+                let oldest = |queues: &mut dyn Iterator<Item = (i32, i64)>| {
                     queues
-                        .iter()
-                        .filter_map(|&(queue, offset)| {
+                        .filter_map(|(queue, offset)| {
                             store_times
                                 .get(&MessageAt {
                                     broker: broker.clone(),
@@ -647,8 +630,8 @@ impl RemotingSource {
                         })
                         .min()
                 };
-                row.oldest_unconsumed = oldest(&row.unconsumed);
-                row.oldest_undelivered = oldest(&row.undelivered);
+                row.oldest_unconsumed = oldest(&mut row.unconsumed.iter().map(|&(q, o, _)| (q, o)));
+                row.oldest_undelivered = oldest(&mut row.undelivered.iter().copied());
             }
         }
         // Keep the entries of stale brokers too, so that they need no new lookups on recovery.
@@ -696,17 +679,16 @@ impl RemotingSource {
                 let age = |ts: Option<i64>| ts.map(|t| (now_ms - t).max(0) as u64).unwrap_or(0);
                 s.lag_latency_ms = s.lag_latency_ms.max(age(row.oldest_unconsumed));
                 s.queueing_latency_ms = s.queueing_latency_ms.max(age(row.oldest_undelivered));
-                s.lagging_queues
-                    .extend(
-                        row.lagging
-                            .iter()
-                            .map(|&(queue_id, committed, lag)| QueueLag {
-                                broker: broker.clone(),
-                                queue_id,
-                                committed,
-                                lag,
-                            }),
-                    );
+                if self.config.queue_metrics {
+                    s.lagging_queues.extend(row.unconsumed.iter().map(
+                        |&(queue_id, committed, lag)| QueueLag {
+                            broker: broker.clone(),
+                            queue_id,
+                            committed,
+                            lag,
+                        },
+                    ));
+                }
             }
         }
         report.series = merged.into_values().collect();

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use super::fastjson::{self, Value};
 
 pub mod code {
-    pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
     pub const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
     pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
@@ -24,7 +23,6 @@ pub mod response {
     pub const SUCCESS: i32 = 0;
     pub const SYSTEM_ERROR: i32 = 1;
     pub const NO_PERMISSION: i32 = 16;
-    pub const TOPIC_NOT_EXIST: i32 = 17;
     pub const CONSUMER_NOT_ONLINE: i32 = 206;
     pub const USER_NOT_EXIST: i32 = 3001;
 }
