@@ -107,6 +107,30 @@ impl Rig {
             name,
         ]);
     }
+    /// Waits until broker `name` has rewritten its `consumerOffset.json` after this call, with
+    /// (topic, group) in it, so every commit the broker holds now is on disk. The broker persists
+    /// offsets every 5 s; a kill -9 before that loses the newer commits, and a group whose first
+    /// commit is lost has no offset for the topic on that broker at all.
+    pub fn wait_offsets_persisted(&self, name: &str, topic: &str, group: &str) {
+        let file = self.dir.join(name).join("store/config/consumerOffset.json");
+        let key = format!("\"{topic}@{group}\"");
+        let since = std::time::SystemTime::now();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let written = std::fs::metadata(&file).and_then(|m| m.modified());
+            if written.is_ok_and(|w| w > since)
+                && std::fs::read_to_string(&file).is_ok_and(|text| text.contains(&key))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not persist the offsets of {key} to {} within 30 s",
+                file.display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     pub fn start_broker(&self, name: &str) {
         self.rig(&[
             "start-broker",
