@@ -10,12 +10,21 @@ mod support;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use support::{bin, free_port, name, repo_root, start_prometheus, Exporter, Rig, RigOptions};
 
 const WAIT: Duration = Duration::from_secs(90);
+
+/// The tests share one API server. The test that restarts it takes this for writing around the
+/// restart; the others hold it for reading throughout, so their own kubectl calls never meet the
+/// outage (their sidecars would ride it out, a test's direct kubectl call would not).
+static APISERVER: RwLock<()> = RwLock::new(());
+
+fn apiserver_stays_up() -> RwLockReadGuard<'static, ()> {
+    APISERVER.read().unwrap_or_else(|p| p.into_inner())
+}
 
 fn rmq() -> &'static Rig {
     static RIG: OnceLock<Rig> = OnceLock::new();
@@ -75,6 +84,7 @@ impl Kube {
     }
 
     fn restart_apiserver(&self) {
+        let _alone = APISERVER.write().unwrap_or_else(|p| p.into_inner());
         let out = Command::new("bash")
             .arg(repo_root().join("tests/rig/kube.sh"))
             .args(["restart-apiserver", "--dir", self.dir.to_str().unwrap()])
@@ -266,6 +276,7 @@ fn direct_and_prometheus_triggers_scale_like_keda_from_real_backlog() {
 
 #[test]
 fn sources_down_never_scale_down_and_fallback_applies() {
+    let _up = apiserver_stays_up();
     let (rig, kube) = (rmq(), kube());
     let (t, g) = (name("TF"), name("GF"));
     rig.produce(&t, 10, 4);
@@ -323,6 +334,7 @@ fn sources_down_never_scale_down_and_fallback_applies() {
 
 #[test]
 fn a_target_managed_by_an_hpa_is_refused() {
+    let _up = apiserver_stays_up();
     let kube = kube();
     let app = name("app-hpa").to_lowercase().replace('_', "-");
     kube.deployment(&app, 1);

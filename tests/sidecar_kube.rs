@@ -354,6 +354,7 @@ fn expect_err<T: std::fmt::Debug>(r: Result<T, ScaleError>, what: &str) -> Scale
 
 #[test]
 fn deploy_base_passes_server_side_dry_run() {
+    let _outage = OUTAGE.blocking_read();
     let kube = kube();
     let base = repo_root().join("deploy/base");
     let out = kube.kubectl_admin(&[
