@@ -2,7 +2,7 @@
 # tests/run.sh: the whole test suite, from a clean checkout on a fresh machine.
 #
 # Installs what the tests need (Debian's prometheus, the Apache RocketMQ jars from Maven Central,
-# and the Kubernetes API server rig when present), caching everything outside the repo
+# the Kubernetes API server rig and helm), caching everything outside the repo
 # (~/.cache/rmq-rig for jars and binaries, ~/.cache/rmq-exporter/target for Cargo), then runs
 # every unit and integration test with cargo. Tests start and stop their own servers on loopback.
 set -euo pipefail
@@ -27,6 +27,8 @@ bash tests/rig/fetch.sh 4.9.8 >/dev/null
 if [[ -f tests/rig/kube.sh ]]; then
   echo "tests/run.sh: Kubernetes API server and etcd" >&2
   bash tests/rig/kube.sh install >/dev/null
+  echo "tests/run.sh: helm (for the chart test)" >&2
+  bash tests/rig/helm.sh install >/dev/null
 fi
 
 # One closing line over every test binary, after cargo's own per-binary lines.

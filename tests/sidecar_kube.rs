@@ -12,6 +12,9 @@
 //! reading, so an outage never hits an unrelated test. Tests on the Lease `rmq-sidecar` (the only
 //! Lease the Role lets the sidecar read and update) take [`LEASE`].
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -376,6 +379,209 @@ fn deploy_base_passes_server_side_dry_run() {
     ] {
         assert!(out.contains(object), "{object} missing from:\n{out}");
     }
+    let built = kube.kubectl_admin(&["kustomize", &base.display().to_string()]);
+    assert_containers_use_known_flags(&yaml_documents(&built));
+}
+
+/// The Helm chart, installed for real: `helm lint --strict`, `helm install` on the API server
+/// (every object validated and stored), the same Role as `deploy/base` plus `extraRules`, a
+/// ServiceAccount that may make exactly the sidecar's calls, a ScaledObject ConfigMap the
+/// sidecar loads, and only flags and environment variables the binaries know.
+#[test]
+fn helm_chart_installs_with_the_base_role_and_flags_the_binaries_know() {
+    let _outage = OUTAGE.blocking_read();
+    let kube = kube();
+    let helm = helm_bin();
+    let chart = repo_root().join("deploy/helm/rmq-exporter");
+    must(
+        Command::new(&helm)
+            .args(["lint", "--strict"])
+            .arg(&chart)
+            .output()
+            .expect("run helm"),
+        "helm lint",
+    );
+
+    let ns = unique("helm");
+    kube.kubectl_admin(&["create", "namespace", &ns]);
+    let values = kube.dir.join(format!("{ns}-values.yaml"));
+    std::fs::write(
+        &values,
+        "sidecar:\n  secrets:\n    - name: keda-prom-secret\n      keys: [bearerToken]\n  extraRules:\n    - apiGroups: [apps]\n      resources: [replicasets/scale]\n      verbs: [get, update]\n",
+    )
+    .unwrap();
+    must(
+        Command::new(&helm)
+            .args(["install", "rel"])
+            .arg(&chart)
+            .args([
+                "--namespace",
+                &ns,
+                "--kubeconfig",
+                kube.get("KUBECONFIG_ADMIN"),
+            ])
+            .arg("--values")
+            .arg(&values)
+            .output()
+            .expect("run helm"),
+        "helm install",
+    );
+    let manifest = must(
+        Command::new(&helm)
+            .args(["get", "manifest", "rel", "--namespace", &ns])
+            .args(["--kubeconfig", kube.get("KUBECONFIG_ADMIN")])
+            .output()
+            .expect("run helm"),
+        "helm get manifest",
+    );
+    let docs = yaml_documents(&manifest);
+    let of_kind = |kind: &str| -> Vec<&serde_json::Value> {
+        docs.iter().filter(|d| d["kind"] == kind).collect()
+    };
+    // Stored on the server, not just rendered.
+    for d in &docs {
+        let (kind, name) = (
+            d["kind"].as_str().unwrap(),
+            d["metadata"]["name"].as_str().unwrap(),
+        );
+        kube.kubectl_admin(&["get", "-n", &ns, &format!("{kind}/{name}"), "-o", "name"]);
+    }
+
+    // The Role is the base's, plus the extra rule.
+    let base = yaml_documents(
+        &std::fs::read_to_string(repo_root().join("deploy/base/rbac.yaml")).unwrap(),
+    );
+    let base_role = base
+        .iter()
+        .find(|d| d["kind"] == "Role")
+        .expect("base Role");
+    let role = of_kind("Role");
+    assert_eq!(role.len(), 1, "{manifest}");
+    let mut expected = base_role["rules"].as_array().unwrap().clone();
+    expected.push(json!({"apiGroups": ["apps"], "resources": ["replicasets/scale"], "verbs": ["get", "update"]}));
+    assert_eq!(role[0]["rules"], serde_json::Value::Array(expected));
+
+    // The chart's ServiceAccount may do the sidecar's calls and nothing more (kubectl can-i
+    // cannot ask about keda.sh here: without the CRD it drops the group; the rules above cover it).
+    let sa = of_kind("ServiceAccount")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = format!("system:serviceaccount:{ns}:{sa}");
+    for (args, allowed) in [
+        (&["update", "deployments", "--subresource=scale"][..], true),
+        (&["get", "statefulsets", "--subresource=scale"], true),
+        (&["update", "replicasets.apps", "--subresource=scale"], true),
+        (&["list", "horizontalpodautoscalers.autoscaling"], true),
+        (&["create", "leases.coordination.k8s.io"], true),
+        (&["update", "leases.coordination.k8s.io/rmq-sidecar"], true),
+        (&["create", "events.events.k8s.io"], true),
+        (&["patch", "deployments", "--subresource=scale"], false),
+        (&["get", "deployments"], false),
+        (
+            &["update", "leases.coordination.k8s.io/someone-else"],
+            false,
+        ),
+        (&["create", "events"], false),
+        (&["get", "secrets"], false),
+    ] {
+        let out = kube.kubectl(
+            "KUBECONFIG_ADMIN",
+            &[&["auth", "can-i", "-n", &ns, "--as", &user][..], args].concat(),
+        );
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(answer == "yes", allowed, "{user} can-i {args:?}: {answer}");
+    }
+
+    // The ScaledObjects ConfigMap is what the sidecar reads, with the release's exporter URL.
+    let cm = of_kind("ConfigMap");
+    let text = cm[0]["data"]["scaledobjects.yaml"]
+        .as_str()
+        .expect("scaledobjects.yaml");
+    let file = kube.dir.join(format!("{ns}-scaledobjects.yaml"));
+    std::fs::write(&file, text).unwrap();
+    let objects = config::load(&file, None).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects[0].namespace, ns);
+    match &objects[0].triggers[0].source {
+        config::TriggerSource::RocketmqExporter(e) => {
+            assert_eq!(e.url, "http://rel-rmq-exporter:9877/metrics")
+        }
+        other => panic!("chart trigger: {other:?}"),
+    }
+    assert_containers_use_known_flags(&docs);
+    // The sidecar's Secret mount reads <dir>/<secret>/<key>, as config.rs expects.
+    let sidecar = of_kind("Deployment")
+        .into_iter()
+        .find(|d| d["spec"]["template"]["spec"]["serviceAccountName"] == sa.as_str())
+        .expect("sidecar Deployment");
+    let volumes = sidecar["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(
+        volumes.contains(r#""path":"keda-prom-secret/bearerToken""#),
+        "{volumes}"
+    );
+}
+
+fn helm_bin() -> PathBuf {
+    let out = must(
+        Command::new("bash")
+            .arg(repo_root().join("tests/rig/helm.sh"))
+            .arg("install")
+            .output()
+            .expect("run helm.sh"),
+        "helm.sh install",
+    );
+    PathBuf::from(out.trim().strip_prefix("HELM=").expect("HELM=<path>"))
+}
+
+/// The documents of a multi-document YAML stream, empty ones skipped.
+fn yaml_documents(text: &str) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| serde_json::Value::deserialize(doc).expect("YAML document"))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+/// Every container running one of our binaries passes only flags and environment variables
+/// that the binary's `--help` lists, so a renamed flag cannot leave the manifests behind.
+fn assert_containers_use_known_flags(docs: &[serde_json::Value]) {
+    let mut checked = 0;
+    for doc in docs.iter().filter(|d| d["kind"] == "Deployment") {
+        for c in doc["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+        {
+            let binary = c["command"][0].as_str().expect("command");
+            let help = must(
+                Command::new(support::bin(binary))
+                    .arg("--help")
+                    .output()
+                    .expect("run --help"),
+                &format!("{binary} --help"),
+            );
+            for arg in c["args"].as_array().into_iter().flatten() {
+                let arg = arg.as_str().unwrap();
+                if let Some(flag) = arg.strip_prefix("--") {
+                    let flag = flag.split('=').next().unwrap();
+                    assert!(
+                        help.contains(&format!("--{flag} "))
+                            || help.contains(&format!("--{flag}\n")),
+                        "{binary} has no flag --{flag}"
+                    );
+                }
+            }
+            for env in c["env"].as_array().into_iter().flatten() {
+                let name = env["name"].as_str().unwrap();
+                assert!(
+                    help.contains(&format!("[env: {name}=")),
+                    "{binary} reads no {name}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2, "exporter and sidecar containers");
 }
 
 #[test]
