@@ -15,6 +15,7 @@ fn check(version: &'static str) {
     let rig = Rig::start(RigOptions {
         version,
         brokers: 1,
+        slave: false,
         acl: true,
     });
     let (t, g) = (name("TA"), name("GA"));

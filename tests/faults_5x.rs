@@ -1,5 +1,6 @@
-//! Faults against a real Apache RocketMQ 5.3.3 cluster of two brokers: a broker killed and
-//! restarted, the name server down mid-run and at start. The tests share one rig and kill parts
+//! Faults against a real Apache RocketMQ 5.3.3 cluster of two brokers, broker-a with a slave: a
+//! broker killed and restarted, a master killed while its slave runs, the name server down mid-run
+//! and at start. The tests share one rig and kill parts
 //! of it, so they take a lock and run one at a time.
 
 #[path = "support/mod.rs"]
@@ -20,6 +21,7 @@ fn rig() -> (&'static Rig, MutexGuard<'static, ()>) {
         Rig::start(RigOptions {
             version: "5.3.3",
             brokers: 2,
+            slave: true,
             acl: false,
         })
     });
@@ -59,16 +61,16 @@ fn killed_broker_keeps_last_values_marked_stale_and_recovers_within_two_interval
     let series_before = exp.metrics().one("rocketmq_exporter_series", &[]).unwrap();
 
     // kill -9 loses offsets committed in the last 5 s (the broker's persist period): the group
-    // would then have no offset on broker-a after the restart, which is the broker's truth but
-    // not what this test is about.
-    rig.wait_offsets_persisted("broker-a", &t, &g);
-    rig.kill_broker("broker-a");
+    // would then have no offset on broker-b after the restart, which is the broker's truth but
+    // not what this test is about. (broker-b: broker-a has a slave, which the next test is about.)
+    rig.wait_offsets_persisted("broker-b", &t, &g);
+    rig.kill_broker("broker-b");
     let m = exp.eventually(WAIT, |m| {
-        (target(m, "rocketmq_exporter_up", "broker-a") == Some(0.0)).then(|| m.text.clone())
+        (target(m, "rocketmq_exporter_up", "broker-b") == Some(0.0)).then(|| m.text.clone())
     });
     let m = Metrics::parse(&m);
-    assert_eq!(target(&m, "rocketmq_exporter_stale", "broker-a"), Some(1.0));
-    assert_eq!(target(&m, "rocketmq_exporter_stale", "broker-b"), Some(0.0));
+    assert_eq!(target(&m, "rocketmq_exporter_stale", "broker-b"), Some(1.0));
+    assert_eq!(target(&m, "rocketmq_exporter_stale", "broker-a"), Some(0.0));
     // Last known values stay, exactly once per series.
     assert_eq!(lag(&m, &t, &g), Some(30.0));
     assert_eq!(m.one("rocketmq_exporter_series", &[]), Some(series_before));
@@ -79,10 +81,10 @@ fn killed_broker_keeps_last_values_marked_stale_and_recovers_within_two_interval
             > 0.0
     );
 
-    rig.start_broker("broker-a");
+    rig.start_broker("broker-b");
     let back = Instant::now();
     let m = exp.eventually(WAIT, |m| {
-        (target(m, "rocketmq_exporter_stale", "broker-a") == Some(0.0)).then(|| m.text.clone())
+        (target(m, "rocketmq_exporter_stale", "broker-b") == Some(0.0)).then(|| m.text.clone())
     });
     // The broker is reachable when start-broker returns; two 1-second cycles (plus one scrape
     // and the first cycle's own duration) is the bound.
@@ -92,9 +94,63 @@ fn killed_broker_keeps_last_values_marked_stale_and_recovers_within_two_interval
         back.elapsed()
     );
     let m = Metrics::parse(&m);
-    assert_eq!(target(&m, "rocketmq_exporter_up", "broker-a"), Some(1.0));
+    assert_eq!(target(&m, "rocketmq_exporter_up", "broker-b"), Some(1.0));
     assert_eq!(lag(&m, &t, &g), Some(30.0));
     assert_eq!(m.one("rocketmq_exporter_series", &[]), Some(series_before));
+}
+
+#[test]
+fn a_slave_is_read_while_its_master_is_gone_and_the_master_again_once_it_returns() {
+    let (rig, _lock) = rig();
+    let (t, g) = backlog_of_30(rig);
+    let exp = exporter(rig, &g);
+    let m = exp.eventually(WAIT, |m| {
+        (lag(m, &t, &g) == Some(30.0)).then(|| m.text.clone())
+    });
+    let m = Metrics::parse(&m);
+    assert_eq!(
+        target(&m, "rocketmq_exporter_reading_slave", "broker-a"),
+        Some(0.0),
+        "the master is read while it is there"
+    );
+    let series_before = m.one("rocketmq_exporter_series", &[]).unwrap();
+    rig.wait_slave_in_sync(&t, &g);
+
+    rig.kill_broker("broker-a");
+    let m = exp.eventually(WAIT, |m| {
+        (target(m, "rocketmq_exporter_reading_slave", "broker-a") == Some(1.0)
+            && target(m, "rocketmq_exporter_stale", "broker-a") == Some(0.0))
+        .then(|| m.text.clone())
+    });
+    let m = Metrics::parse(&m);
+    // Fresh numbers from the slave, equal to the master's.
+    assert_eq!(target(&m, "rocketmq_exporter_up", "broker-a"), Some(1.0));
+    assert_eq!(support::backlog(&m, &t, &g), Some((30.0, 0.0, 30.0)));
+    assert_eq!(m.one("rocketmq_exporter_series", &[]), Some(series_before));
+    let read_at = target(
+        &m,
+        "rocketmq_exporter_last_success_timestamp_seconds",
+        "broker-a",
+    )
+    .unwrap();
+    let later = exp.eventually(WAIT, |m| {
+        target(
+            m,
+            "rocketmq_exporter_last_success_timestamp_seconds",
+            "broker-a",
+        )
+        .filter(|v| *v > read_at)
+    });
+    assert!(later > read_at);
+
+    rig.start_broker("broker-a");
+    let m = exp.eventually(WAIT, |m| {
+        (target(m, "rocketmq_exporter_reading_slave", "broker-a") == Some(0.0))
+            .then(|| m.text.clone())
+    });
+    let m = Metrics::parse(&m);
+    assert_eq!(target(&m, "rocketmq_exporter_stale", "broker-a"), Some(0.0));
+    assert_eq!(lag(&m, &t, &g), Some(30.0));
 }
 
 #[test]

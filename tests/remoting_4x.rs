@@ -18,6 +18,7 @@ fn rig() -> &'static Rig {
         Rig::start(RigOptions {
             version: "4.9.8",
             brokers: 1,
+            slave: false,
             acl: false,
         })
     })

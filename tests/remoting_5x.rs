@@ -20,6 +20,7 @@ fn rig() -> &'static Rig {
         Rig::start(RigOptions {
             version: "5.3.3",
             brokers: 2,
+            slave: false,
             acl: false,
         })
     })

@@ -32,6 +32,7 @@ fn rmq() -> &'static Rig {
         Rig::start(RigOptions {
             version: "5.3.3",
             brokers: 1,
+            slave: false,
             acl: false,
         })
     })

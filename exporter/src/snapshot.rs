@@ -57,6 +57,8 @@ pub struct TargetHealth {
     pub up: bool,
     /// The values for this target are the last known ones, not this cycle's.
     pub stale: bool,
+    /// A broker set read on a slave because the name server lists no master for it.
+    pub slave: bool,
     /// Unix seconds of the last successful read; 0 if never.
     pub last_success: f64,
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # rocketmq.sh — start/stop a throw-away Apache RocketMQ cluster on 127.0.0.1 for tests.
 #
-#   rocketmq.sh start --version V --dir DIR [--brokers 1|2] [--acl] [--owner-pid PID]
+#   rocketmq.sh start --version V --dir DIR [--brokers 1|2] [--slave] [--acl] [--owner-pid PID]
+#                     (--slave: broker-a also gets a slave, node broker-a-slave, brokerId 1)
 #   rocketmq.sh stop --dir DIR
-#   rocketmq.sh kill-broker  --dir DIR --name broker-a|broker-b     (kill -9)
-#   rocketmq.sh start-broker --dir DIR --name broker-a|broker-b     (same ports/store, waits ready)
+#   rocketmq.sh kill-broker  --dir DIR --name broker-a|broker-b|broker-a-slave     (kill -9)
+#   rocketmq.sh start-broker --dir DIR --name broker-a|broker-b|broker-a-slave     (same ports/store, waits ready)
 #   rocketmq.sh kill-namesrv  --dir DIR                             (kill -9)
 #   rocketmq.sh start-namesrv --dir DIR                             (same port, waits ready + brokers re-registered)
 #   rocketmq.sh status --dir DIR                                    (prints node states; rc 0 if all up)
@@ -259,17 +260,26 @@ wait_namesrv() {
   done
 }
 
-broker_port_var() { local n="${1#broker-}"; n="${n^^}"; echo "BROKER_${n}_PORT"; }
+broker_port_var() { local n="${1#broker-}"; n="${n^^}"; echo "BROKER_${n//-/_}_PORT"; }
+
+# every broker node of this rig (after load_state or in cmd_start)
+broker_nodes() {
+  echo broker-a
+  [[ "${BROKERS:-1}" == 2 ]] && echo broker-b
+  [[ "${SLAVE:-0}" == 1 ]] && echo broker-a-slave
+  return 0
+}
 
 # wait until broker printed "boot success" (this incarnation) and is registered in the name server
 wait_broker() {
-  local node="$1" deadline=$((SECONDS + START_TIMEOUT)) pv port body
+  local node="$1" deadline=$((SECONDS + START_TIMEOUT)) pv port body bname
   pv="$(broker_port_var "$node")"; port="${!pv}"
+  bname="$(sed -n 's/^brokerName=//p' "$DIR/$node/broker.conf")"
   while :; do
     node_pid "$node" >/dev/null || { fail_start "$node" "process exited during startup"; return 1; }
     if grep -q "boot success" "$DIR/$node/console.log" 2>/dev/null; then
       if body="$(remoting_req "127.0.0.1:$NAMESRV_PORT" 106 2>/dev/null)" &&
-         [[ "$body" == *"\"127.0.0.1:$port\""* && "$body" == *"\"$node\""* ]]; then
+         [[ "$body" == *"\"127.0.0.1:$port\""* && "$body" == *"\"$bname\""* ]]; then
         return 0
       fi
     fi
@@ -285,12 +295,13 @@ print_env() {
 # ---------------------------------------------------------------- subcommands
 
 cmd_start() {
-  local version="" brokers=1 acl=0 owner=""
+  local version="" brokers=1 slave=0 acl=0 owner=""
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --version) version="$2"; shift 2 ;;
       --dir) DIR="$2"; shift 2 ;;
       --brokers) brokers="$2"; shift 2 ;;
+      --slave) slave=1; shift ;;
       --acl) acl=1; shift ;;
       --owner-pid) owner="$2"; shift 2 ;;
       *) die "start: unknown argument $1" ;;
@@ -304,7 +315,7 @@ cmd_start() {
   DIR="$(cd "$DIR" && pwd)"
   if [[ -f "$DIR/state" ]]; then
     local n
-    for n in namesrv broker-a broker-b; do
+    for n in namesrv broker-a broker-b broker-a-slave; do
       if node_pid "$n" >/dev/null; then die "start: a rig is already running in $DIR ($n); stop it first"; fi
     done
   fi
@@ -317,7 +328,7 @@ cmd_start() {
   ver_ge "$version" 5.3.0 && acl2=1
 
   local ports
-  ports="$(pick_ports $((1 + prom * brokers)) "$brokers")" || die "start: could not pick free ports"
+  ports="$(pick_ports $((1 + prom * brokers)) $((brokers + slave)))" || die "start: could not pick free ports"
   local -a P=($ports)
   NAMESRV_PORT="${P[0]}"
   BROKER_A_PROM_PORT=""; BROKER_B_PROM_PORT=""; BROKER_B_PORT=""
@@ -330,6 +341,9 @@ cmd_start() {
     BROKER_A_PORT="${P[1]}"
     ((brokers == 2)) && BROKER_B_PORT="${P[2]}"
   fi
+  BROKER_A_SLAVE_PORT=""
+  ((slave)) && BROKER_A_SLAVE_PORT="${P[$((${#P[@]} - 1))]}"
+  BROKERS="$brokers" SLAVE="$slave"
 
   RMQ_HOME_DIR="$DIR/home"
   mkdir -p "$DIR/pids" "$RMQ_HOME_DIR/conf" "$DIR/namesrv" "$DIR/tools"
@@ -345,7 +359,9 @@ cmd_start() {
     echo "BROKER_B_PORT=$BROKER_B_PORT"
     echo "BROKER_A_PROM_PORT=$BROKER_A_PROM_PORT"
     echo "BROKER_B_PROM_PORT=$BROKER_B_PROM_PORT"
+    echo "BROKER_A_SLAVE_PORT=$BROKER_A_SLAVE_PORT"
     echo "BROKERS=$brokers"
+    echo "SLAVE=$slave"
     echo "ACL=$acl"
   } >"$DIR/state"
 
@@ -354,6 +370,7 @@ cmd_start() {
     echo "NAMESRV=127.0.0.1:$NAMESRV_PORT"
     echo "BROKER_A=127.0.0.1:$BROKER_A_PORT"
     ((brokers == 2)) && echo "BROKER_B=127.0.0.1:$BROKER_B_PORT"
+    ((slave)) && echo "BROKER_A_SLAVE=127.0.0.1:$BROKER_A_SLAVE_PORT"
     ((prom)) && echo "BROKER_A_PROM=127.0.0.1:$BROKER_A_PROM_PORT"
     ((prom && brokers == 2)) && echo "BROKER_B_PROM=127.0.0.1:$BROKER_B_PROM_PORT"
     echo "CLUSTER=$CLUSTER_NAME"
@@ -397,17 +414,22 @@ EOF
   write_run_script namesrv org.apache.rocketmq.namesrv.NamesrvStartup "$DIR/namesrv/namesrv.conf"
 
   # --- brokers
-  local node port promport bn
-  for bn in a b; do
-    [[ "$bn" == b && "$brokers" != 2 ]] && continue
-    node="broker-$bn"
-    if [[ "$bn" == a ]]; then port="$BROKER_A_PORT"; promport="$BROKER_A_PROM_PORT"; else port="$BROKER_B_PORT"; promport="$BROKER_B_PROM_PORT"; fi
+  local node port promport bname bid role
+  for node in $(broker_nodes); do
+    bname="$node" bid=0 role=ASYNC_MASTER promport=""
+    case "$node" in
+      broker-a) port="$BROKER_A_PORT"; promport="$BROKER_A_PROM_PORT" ;;
+      broker-b) port="$BROKER_B_PORT"; promport="$BROKER_B_PROM_PORT" ;;
+      # broker-a's slave: replicates its commit log over HA, syncs offsets and groups every 10 s;
+      # no metrics endpoint of its own.
+      broker-a-slave) port="$BROKER_A_SLAVE_PORT"; bname=broker-a bid=1 role=SLAVE ;;
+    esac
     mkdir -p "$DIR/$node/store/commitlog"
     {
       echo "brokerClusterName=$CLUSTER_NAME"
-      echo "brokerName=$node"
-      echo "brokerId=0"
-      echo "brokerRole=ASYNC_MASTER"
+      echo "brokerName=$bname"
+      echo "brokerId=$bid"
+      echo "brokerRole=$role"
       echo "flushDiskType=ASYNC_FLUSH"
       echo "namesrvAddr=127.0.0.1:$NAMESRV_PORT"
       echo "brokerIP1=127.0.0.1"
@@ -433,7 +455,7 @@ EOF
         echo "timerWheelEnable=true"
         echo "mappedFileSizeTimerLog=33554432"
       fi
-      if ((prom)); then
+      if ((prom)) && [[ -n "$promport" ]]; then
         echo "metricsExporterType=PROM"
         echo "metricsPromExporterHost=127.0.0.1"
         echo "metricsPromExporterPort=$promport"
@@ -467,10 +489,10 @@ EOF
   wait_namesrv || ok=0
   ((ok)) && log "namesrv ready after $((SECONDS - t0))s"
   if ((ok)); then
-    launch_node broker-a
-    ((brokers == 2)) && launch_node broker-b
-    wait_broker broker-a || ok=0
-    if ((ok && brokers == 2)); then wait_broker broker-b || ok=0; fi
+    for node in $(broker_nodes); do launch_node "$node"; done
+    for node in $(broker_nodes); do
+      ((ok)) && { wait_broker "$node" || ok=0; }
+    done
   fi
   if ((!ok)); then
     log "start failed; stopping the rig"
@@ -531,7 +553,7 @@ cmd_stop() {
   fi
   # all nodes at once: a graceful broker shutdown alone takes ~10 s (namesrv ~6 s), so
   # TERM everything, wait at most 5 s, then KILL what is left.
-  stop_nodes broker-a broker-b namesrv
+  stop_nodes broker-a broker-b broker-a-slave namesrv
   # any stray rig JVM (e.g. pid file lost) identified by its rig dir in the command line
   local pid re
   re="$(printf '%s' "-Duser.home=$DIR/" | sed 's/[][\.*^$+?(){}|]/\\&/g')"
@@ -555,8 +577,7 @@ parse_dir_name() {
 }
 
 check_broker_name() {
-  [[ "$NAME" == broker-a || ( "$NAME" == broker-b && "$BROKERS" == 2 ) ]] ||
-    die "--name must be broker-a$([[ "$BROKERS" == 2 ]] && echo ' or broker-b')"
+  broker_nodes | grep -qxF -- "$NAME" || die "--name must be one of: $(broker_nodes | tr '\n' ' ')"
 }
 
 cmd_kill_node() {
@@ -585,9 +606,8 @@ cmd_start_namesrv() {
   launch_node namesrv
   wait_namesrv || { stop_nodes namesrv; exit 1; }
   # running brokers re-register within registerNameServerPeriod (10 s in the rig)
-  local bn node pv port body deadline=$((SECONDS + START_TIMEOUT))
-  for bn in a b; do
-    node="broker-$bn"
+  local node pv port body deadline=$((SECONDS + START_TIMEOUT))
+  for node in $(broker_nodes); do
     node_pid "$node" >/dev/null || continue
     pv="$(broker_port_var "$node")"; port="${!pv}"
     while :; do
@@ -603,8 +623,7 @@ cmd_start_namesrv() {
 
 cmd_status() {
   local n rc=0 pid
-  for n in namesrv broker-a broker-b; do
-    [[ "$n" == broker-b && "$BROKERS" != 2 ]] && continue
+  for n in namesrv $(broker_nodes); do
     if pid="$(node_pid "$n")"; then echo "$n running pid=$pid"; else echo "$n stopped"; rc=1; fi
   done
   return $rc

@@ -44,6 +44,8 @@ pub struct Rig {
 pub struct RigOptions {
     pub version: &'static str,
     pub brokers: u8,
+    /// broker-a also gets a slave (node `broker-a-slave`, brokerId 1).
+    pub slave: bool,
     pub acl: bool,
 }
 
@@ -64,6 +66,9 @@ impl Rig {
             .args(["--owner-pid", &std::process::id().to_string()]);
         if opts.acl {
             cmd.arg("--acl");
+        }
+        if opts.slave {
+            cmd.arg("--slave");
         }
         must(cmd.output().unwrap(), "rocketmq.sh start");
         let env = std::fs::read_to_string(dir.join("env"))
@@ -129,6 +134,34 @@ impl Rig {
                 file.display()
             );
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    /// Waits until broker-a's slave shows the same (topic, group) rows as its master in
+    /// `mqadmin brokerConsumeStats` (broker offset, consumer offset, last time per queue): the
+    /// slave replicates the commit log at once but syncs consumer offsets only every 10 s.
+    pub fn wait_slave_in_sync(&self, topic: &str, group: &str) {
+        let rows = |addr: &str| -> Vec<String> {
+            self.mqadmin(&["brokerConsumeStats", "-b", addr])
+                .lines()
+                .filter(|l| {
+                    let mut w = l.split_whitespace();
+                    w.next() == Some(topic) && w.next() == Some(group)
+                })
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let master = rows(self.get("BROKER_A"));
+            let slave = rows(self.get("BROKER_A_SLAVE"));
+            if !master.is_empty() && master == slave {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker-a's slave did not catch up within 60 s:\nmaster {master:?}\nslave {slave:?}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
         }
     }
     pub fn start_broker(&self, name: &str) {

@@ -279,6 +279,20 @@ fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
     }
     header(
         out,
+        "rocketmq_exporter_reading_slave",
+        "gauge",
+        "1 while the broker set is read on a slave because the name server lists no master for it.",
+    );
+    for t in snapshot.targets.iter().filter(|t| t.kind == "broker") {
+        let _ = writeln!(
+            out,
+            "rocketmq_exporter_reading_slave{} {}",
+            target_labels(t),
+            t.slave as u8
+        );
+    }
+    header(
+        out,
         "rocketmq_exporter_last_success_timestamp_seconds",
         "gauge",
         "Unix time of the last successful read of the name server or broker (0: never).",
@@ -471,6 +485,7 @@ mod tests {
                 target: "broker-a".into(),
                 up: false,
                 stale: true,
+                slave: true,
                 last_success: 12.5,
             }],
             ..Default::default()
@@ -480,6 +495,7 @@ mod tests {
         let text = std::sync::Arc::new(Page::build(&snap, &counters)).to_text();
         assert!(text.contains("rocketmq_exporter_up{instance_id=\"i\",cluster=\"c\",kind=\"broker\",target=\"broker-a\"} 0\n"));
         assert!(text.contains("rocketmq_exporter_stale{instance_id=\"i\",cluster=\"c\",kind=\"broker\",target=\"broker-a\"} 1\n"));
+        assert!(text.contains("rocketmq_exporter_reading_slave{instance_id=\"i\",cluster=\"c\",kind=\"broker\",target=\"broker-a\"} 1\n"));
         assert!(text.contains(
             "rocketmq_exporter_errors_total{source=\"remoting:x\",cause=\"timeout\"} 3\n"
         ));

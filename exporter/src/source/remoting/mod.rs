@@ -117,6 +117,8 @@ struct BrokerState {
     last_success: f64,
     up: bool,
     fresh: bool,
+    /// Read on a slave: the name server lists no master for this broker set.
+    slave: bool,
 }
 
 #[derive(Default)]
@@ -432,7 +434,20 @@ impl RemotingSource {
             }
         });
         let results = futures_join_all(reads).await;
-        for ((name, result), (_, addr, cluster)) in results.into_iter().zip(&targets) {
+        // Read on a slave: the name server lists the set without its master (a set it no longer
+        // lists at all keeps what it was).
+        let slaves: Vec<bool> = targets
+            .iter()
+            .map(
+                |(name, _, _)| match state.brokers.iter().find(|b| &b.name == name) {
+                    Some(b) => !b.has_master(),
+                    None => state.by_broker.get(name).is_some_and(|b| b.slave),
+                },
+            )
+            .collect();
+        for (((name, result), (_, addr, cluster)), slave) in
+            results.into_iter().zip(&targets).zip(slaves)
+        {
             match result {
                 Ok(rows) => {
                     state.by_broker.insert(
@@ -444,6 +459,7 @@ impl RemotingSource {
                             last_success: now,
                             up: true,
                             fresh: true,
+                            slave,
                         },
                     );
                 }
@@ -460,8 +476,10 @@ impl RemotingSource {
                                 last_success: 0.0,
                                 up: false,
                                 fresh: false,
+                                slave,
                             });
                     entry.addr = addr.clone();
+                    entry.slave = slave;
                     entry.up = false;
                     entry.fresh = false;
                 }
@@ -708,6 +726,7 @@ impl RemotingSource {
                 target: addr.clone(),
                 up: state.namesrv_up.get(addr).copied().unwrap_or(false),
                 stale: false,
+                slave: false,
                 last_success: last,
             });
         }
@@ -719,6 +738,7 @@ impl RemotingSource {
                 target: name.clone(),
                 up: b.up,
                 stale: !b.fresh,
+                slave: b.slave,
                 last_success: b.last_success,
             });
         }
