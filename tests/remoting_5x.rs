@@ -1,6 +1,7 @@
 //! The exporter against a real Apache RocketMQ 5.3.3 cluster of two brokers (broker-a, broker-b):
 //! backlog exact to the message, equal to `mqadmin consumerProgress`, compared with the broker's
-//! own Prometheus metrics, and summed by the ARMS guide's query through a real Prometheus.
+//! own Prometheus metrics, and summed by the ARMS guide's query (and the Grafana dashboard's) through
+//! a real Prometheus.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -333,33 +334,144 @@ fn arms_guide_query_sums_per_group_through_prometheus() {
     let query = format!(
         "sum({{__name__=~\"rocketmq_consumer_ready_messages|rocketmq_consumer_inflight_messages\",instance_id=\"rig\",topic=~\"{t}\"}}) by (consumer_group)"
     );
-    let deadline = std::time::Instant::now() + WAIT;
-    let result = loop {
-        let (status, body) =
-            http_get(&prom, &format!("/api/v1/query?query={}", urlencode(&query))).unwrap();
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let rows = v["data"]["result"].as_array().cloned().unwrap_or_default();
-        let sums: std::collections::BTreeMap<String, f64> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r["metric"]["consumer_group"].as_str().unwrap().to_string(),
-                    r["value"][1].as_str().unwrap().parse().unwrap(),
-                )
-            })
-            .collect();
-        if sums.len() == 2 || std::time::Instant::now() > deadline {
-            break sums;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let result = eventually_prom(&prom, &query, |rows| rows.len() == 2);
+    let result: std::collections::BTreeMap<String, f64> = result
+        .iter()
+        .map(|(labels, v)| (labels["consumer_group"].clone(), *v))
+        .collect();
     assert_eq!(result.get(&ga), Some(&55.0), "{result:?}");
     assert_eq!(result.get(&gb), Some(&15.0), "{result:?}");
+    stop_prometheus(&prom_dir);
+}
+
+fn stop_prometheus(dir: &std::path::Path) {
     let _ = std::process::Command::new("bash")
         .arg(support::repo_root().join("tests/rig/prometheus.sh"))
-        .args(["stop", "--dir", prom_dir.to_str().unwrap()])
+        .args(["stop", "--dir", dir.to_str().unwrap()])
         .status();
+}
+
+type Rows = Vec<(std::collections::BTreeMap<String, String>, f64)>;
+
+/// An instant query against Prometheus: each series' labels and value. A failed query panics.
+fn prom_query(prom: &str, expr: &str) -> Rows {
+    let (status, body) =
+        http_get(prom, &format!("/api/v1/query?query={}", urlencode(expr))).unwrap();
+    assert_eq!(status, 200, "{expr}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "success", "{expr}: {body}");
+    v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let labels = r["metric"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect();
+            (labels, r["value"][1].as_str().unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
+/// `prom_query` until `done` accepts the rows (or `WAIT` passes; the rows are returned either way).
+fn eventually_prom(prom: &str, expr: &str, done: impl Fn(&Rows) -> bool) -> Rows {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let rows = prom_query(prom, expr);
+        if done(&rows) || std::time::Instant::now() > deadline {
+            return rows;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// dashboards/rocketmq-backlog.json against a real Prometheus scraping the exporter: every
+/// panel query (with the dashboard's variables set to this test's instance, group and topic)
+/// is valid PromQL and returns series, the backlog panels show the exact backlog, and the
+/// variables' `label_values` queries list this instance, group and topic.
+#[test]
+fn grafana_dashboard_queries_return_the_exporters_numbers() {
+    let rig = rig();
+    let (t, g) = (name("TD"), name("GD"));
+    rig.produce(&t, 20, 4);
+    rig.consume(&g, &t, 20);
+    rig.produce(&t, 30, 4);
+    let exp = exporter(&[&g]);
+    exp.eventually(WAIT, |m| backlog(m, &t, &g).filter(|b| b.2 == 30.0));
+    let (prom, prom_dir) = support::start_prometheus(&exp.addr);
+
+    let path = support::repo_root().join("dashboards/rocketmq-backlog.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let vars = [
+        ("$instance_id", "rig"),
+        ("$consumer_group", g.as_str()),
+        ("$topic", t.as_str()),
+        ("$__rate_interval", "1m"),
+    ];
+    let set = |expr: &str| {
+        vars.iter()
+            .fold(expr.to_string(), |e, (var, value)| e.replace(var, value))
+    };
+
+    // Variables: label_values(<selector>, <label>) lists this test's value.
+    for v in dash["templating"]["list"].as_array().unwrap() {
+        let Some(q) = v["query"]["query"].as_str() else {
+            continue;
+        };
+        let inner = q
+            .strip_prefix("label_values(")
+            .and_then(|q| q.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("variable query {q}"));
+        let (selector, label) = inner.rsplit_once(',').unwrap();
+        let want = match label.trim() {
+            "instance_id" => "rig",
+            "consumer_group" => g.as_str(),
+            "topic" => t.as_str(),
+            other => panic!("unexpected variable label {other}"),
+        };
+        let url = format!(
+            "/api/v1/series?match[]={}",
+            urlencode(&set(selector.trim()))
+        );
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (status, body) = http_get(&prom, &url).unwrap();
+            assert_eq!(status, 200, "{q}: {body}");
+            if body.contains(&format!("\"{}\":\"{want}\"", label.trim())) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{q}: {want} not in {body}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    // Panels: every query returns series; backlog and lag are exact; latency is an age.
+    let mut queries = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = set(target["expr"].as_str().unwrap());
+            let sum = |rows: &Rows| rows.iter().map(|(_, v)| v).sum::<f64>();
+            let exact = |rows: &Rows| rows.len() == 1 && sum(rows) == 30.0;
+            let check: &dyn Fn(&Rows) -> bool = match title {
+                "Backlog (ready + inflight) by consumer group" | "Lag by topic" => &exact,
+                "Lag latency" => &|rows: &Rows| sum(rows) > 0.0,
+                _ => &|rows: &Rows| !rows.is_empty(),
+            };
+            let rows = eventually_prom(&prom, &expr, check);
+            assert!(check(&rows), "{title}: {expr} gave {rows:?}");
+            queries += 1;
+        }
+    }
+    assert_eq!(queries, 13, "every panel query was evaluated");
+    stop_prometheus(&prom_dir);
 }
 
 #[test]
