@@ -160,6 +160,18 @@ node_pid() {
   echo "$pid"
 }
 
+# the process launched for NODE is alive and not a zombie. The startup waits use this rather than
+# node_pid: while the wrapper shells exec into the JVM, /proc/PID/cmdline can read empty for a
+# moment, and node_pid would call a starting node dead.
+launched_alive() {
+  local pid stat
+  pid="$(cat "$DIR/pids/$1.pid" 2>/dev/null)" || return 1
+  [[ -n "$pid" ]] || return 1
+  stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [[ "${stat:0:1}" != Z ]]
+}
+
 load_state() {
   [[ -n "${DIR:-}" ]] || die "--dir is required"
   [[ -f "$DIR/state" ]] || die "$DIR/state not found (rig not started with this --dir?)"
@@ -249,9 +261,9 @@ fail_start() {
 }
 
 wait_namesrv() {
-  local deadline=$((SECONDS + START_TIMEOUT)) pid
+  local deadline=$((SECONDS + START_TIMEOUT))
   while :; do
-    pid="$(node_pid namesrv)" || { fail_start namesrv "process exited during startup"; return 1; }
+    launched_alive namesrv || { fail_start namesrv "process exited during startup"; return 1; }
     if remoting_req "127.0.0.1:$NAMESRV_PORT" 106 >/dev/null 2>&1; then
       return 0
     fi
@@ -276,7 +288,7 @@ wait_broker() {
   pv="$(broker_port_var "$node")"; port="${!pv}"
   bname="$(sed -n 's/^brokerName=//p' "$DIR/$node/broker.conf")"
   while :; do
-    node_pid "$node" >/dev/null || { fail_start "$node" "process exited during startup"; return 1; }
+    launched_alive "$node" || { fail_start "$node" "process exited during startup"; return 1; }
     if grep -q "boot success" "$DIR/$node/console.log" 2>/dev/null; then
       if body="$(remoting_req "127.0.0.1:$NAMESRV_PORT" 106 2>/dev/null)" &&
          [[ "$body" == *"\"127.0.0.1:$port\""* && "$body" == *"\"$bname\""* ]]; then
