@@ -32,6 +32,7 @@ use rmq_sidecar::config::{self, ScaleTargetRef};
 use rmq_sidecar::leader::Leader;
 use rmq_sidecar::scale::{self, ScaleError, ScaleTarget};
 use serde_json::json;
+use support::repo_root;
 
 const NS: &str = "default";
 const LEASE_NAME: &str = "rmq-sidecar";
@@ -47,13 +48,6 @@ static LEASE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 struct Kube {
     dir: PathBuf,
     env: HashMap<String, String>,
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("sidecar/ has a parent")
-        .to_path_buf()
 }
 
 fn kube_sh() -> PathBuf {
