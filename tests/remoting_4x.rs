@@ -121,7 +121,7 @@ fn several_clusters_in_one_process_each_with_its_instance_id() {
     rig.consume(&gb, &t, 6);
     rig.produce(&t, 4, 2);
     // Two [[clusters]] tables (here both on this rig, each with its own groups and instance_id).
-    let file = std::env::temp_dir().join(format!("{}.toml", name("clusters")));
+    let file = support::scratch().join(format!("{}.toml", name("clusters")));
     std::fs::write(
         &file,
         format!(

@@ -112,7 +112,7 @@ impl Kube {
 fn kube() -> &'static Kube {
     static KUBE: OnceLock<Kube> = OnceLock::new();
     KUBE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(name("kube"));
+        let dir = support::scratch().join(name("kube"));
         std::fs::create_dir_all(&dir).unwrap();
         let out = Command::new("bash")
             .arg(repo_root().join("tests/rig/kube.sh"))
@@ -149,10 +149,10 @@ struct Sidecar {
 
 impl Sidecar {
     fn start(yaml: &str, extra: &[&str]) -> Sidecar {
-        let file: PathBuf = std::env::temp_dir().join(format!("{}.yaml", name("so")));
+        let file: PathBuf = support::scratch().join(format!("{}.yaml", name("so")));
         std::fs::write(&file, yaml).unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
-        let log = std::env::temp_dir().join(format!("{}.log", name("sidecar")));
+        let log = support::scratch().join(format!("{}.log", name("sidecar")));
         let child = Command::new(bin("rmq-sidecar"))
             .args(["--config", file.to_str().unwrap(), "--listen", &addr])
             .args(["--kubeconfig", &kube().env["KUBECONFIG_ADMIN"]])

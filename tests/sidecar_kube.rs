@@ -65,28 +65,10 @@ fn must(out: Output, what: &str) -> String {
     stdout
 }
 
-/// Removes rig directories of earlier test processes that are gone (their watchdog stopped the
-/// servers but keeps the files, ~120 MB of etcd data each).
-fn remove_stale_rig_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("rmq-sidecar-kube-") else {
-            continue;
-        };
-        if !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 fn kube() -> &'static Kube {
     static KUBE: OnceLock<Kube> = OnceLock::new();
     KUBE.get_or_init(|| {
-        remove_stale_rig_dirs();
-        let dir = std::env::temp_dir().join(format!("rmq-sidecar-kube-{}", std::process::id()));
+        let dir = support::scratch().join("kube");
         let t0 = Instant::now();
         must(
             Command::new("bash")

@@ -214,6 +214,9 @@ write_run_script() {
     echo "export ROCKETMQ_HOME=$(printf %q "$RMQ_HOME_DIR")"
     echo "export NAMESRV_ADDR=$(printf %q "127.0.0.1:$NAMESRV_PORT")"
     echo "cd $(printf %q "$nd")"
+    # java.io.tmpdir: Netty's self-signed certificate of the 5.x remoting server (keyutil_*) lands
+    # here instead of /tmp
+    echo "mkdir -p tmp"
     printf 'exec %q' "$JAVA"
     version_jvm
     if ver_ge "$VERSION" 5.0.0; then
@@ -221,7 +224,7 @@ write_run_script() {
       VERSION_JVM+=("-Drmq.logback.configurationFile=rmq.${node%%-*}.logback.xml")
     fi
     printf ' %q' "${heap[@]}" "${COMMON_JVM[@]}" "${JDK_OPENS[@]}" "${VERSION_JVM[@]}" \
-      "-Drocketmq.home.dir=$RMQ_HOME_DIR" "-Duser.home=$nd" "-Drig.node=$node" \
+      "-Drocketmq.home.dir=$RMQ_HOME_DIR" "-Duser.home=$nd" "-Djava.io.tmpdir=$nd/tmp" "-Drig.node=$node" \
       "-Drocketmq.client.logRoot=$nd/logs/rocketmqlogs"
     # shellcheck disable=SC2086
     [[ -n "${RMQ_RIG_JVM_OPTS:-}" ]] && printf ' %s' $RMQ_RIG_JVM_OPTS
@@ -645,7 +648,7 @@ tool_jvm() {
   version_jvm
   ver_ge "$VERSION" 5.0.0 && VERSION_JVM+=(-Drmq.logback.configurationFile=rmq.tools.logback.xml)
   TOOL_JVM=(-Xms32m -Xmx256m -XX:TieredStopAtLevel=1 "${COMMON_JVM[@]}" "${JDK_OPENS[@]}" "${VERSION_JVM[@]}"
-    "-Drocketmq.home.dir=$RMQ_HOME_DIR" "-Duser.home=$DIR/tools" "-Drocketmq.client.logRoot=$DIR/tools/logs/rocketmqlogs")
+    "-Drocketmq.home.dir=$RMQ_HOME_DIR" "-Duser.home=$DIR/tools" "-Djava.io.tmpdir=$DIR/tools" "-Drocketmq.client.logRoot=$DIR/tools/logs/rocketmqlogs")
   # shellcheck disable=SC2206
   [[ -n "${RMQ_RIG_JVM_OPTS:-}" ]] && TOOL_JVM+=($RMQ_RIG_JVM_OPTS)
   return 0

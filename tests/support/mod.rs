@@ -20,6 +20,33 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// This test process's scratch directory, `$TMPDIR/rmq-tests/<pid>`: rig stores, logs, configs.
+/// The first call removes the directories of earlier test processes that are gone (their rigs
+/// were stopped by the watchdogs; a RocketMQ rig leaves ~80 MB, a kube rig ~120 MB), so repeated
+/// runs on one machine do not fill the disk. A failed run's files stay until the next run.
+pub fn scratch() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = std::env::temp_dir().join("rmq-tests");
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for entry in entries.flatten() {
+                let gone = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
+                if gone {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = root.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).expect("create the scratch directory");
+        dir
+    })
+    .clone()
+}
+
 fn rig_script(name: &str) -> PathBuf {
     repo_root().join("tests/rig").join(name)
 }
@@ -51,12 +78,7 @@ pub struct RigOptions {
 
 impl Rig {
     pub fn start(opts: RigOptions) -> Rig {
-        let dir = std::env::temp_dir().join(format!(
-            "rmq-rig-{}-{}-{}",
-            opts.version,
-            std::process::id(),
-            unique()
-        ));
+        let dir = scratch().join(format!("rmq-rig-{}-{}", opts.version, unique()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = Command::new("bash");
         cmd.arg(rig_script("rocketmq.sh"))
@@ -358,11 +380,7 @@ impl Exporter {
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let addr = format!("127.0.0.1:{}", free_port());
-        let log = std::env::temp_dir().join(format!(
-            "rmq-exporter-{}-{}.log",
-            std::process::id(),
-            unique()
-        ));
+        let log = scratch().join(format!("rmq-exporter-{}.log", unique()));
         let child = Command::new(bin("rmq-exporter"))
             .args(["--listen", &addr])
             .args(args)
@@ -453,7 +471,7 @@ pub fn backlog(m: &Metrics, topic: &str, group: &str) -> Option<(f64, f64, f64)>
 /// Starts Debian's Prometheus scraping `target` every second (tests/rig/prometheus.sh);
 /// returns (its address, its rig directory). It stops when this process exits.
 pub fn start_prometheus(target: &str) -> (String, PathBuf) {
-    let dir = std::env::temp_dir().join(name("prom"));
+    let dir = scratch().join(name("prom"));
     std::fs::create_dir_all(&dir).unwrap();
     let out = Command::new("bash")
         .arg(rig_script("prometheus.sh"))
