@@ -21,21 +21,27 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// This test process's scratch directory, `$TMPDIR/rmq-tests/<pid>`: rig stores, logs, configs.
-/// The first call removes the directories of earlier test processes that are gone (their rigs
-/// were stopped by the watchdogs; a RocketMQ rig leaves ~80 MB, a kube rig ~120 MB), so repeated
-/// runs on one machine do not fill the disk. A failed run's files stay until the next run.
+/// The first call removes the directories of earlier test processes that are gone and that no
+/// running process refers to any more (a rig's watchdog stops its servers a moment after the test
+/// process exits; until then the servers and the watchdog name the directory in their command
+/// lines). A RocketMQ rig leaves ~80 MB and a kube rig ~120 MB, so without this repeated runs on
+/// one machine fill the disk. A failed run's files stay until the next run.
 pub fn scratch() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let root = std::env::temp_dir().join("rmq-tests");
+        let in_use = command_lines();
         if let Ok(entries) = std::fs::read_dir(&root) {
             for entry in entries.flatten() {
-                let gone = entry
+                let Some(pid) = entry
                     .file_name()
                     .to_str()
                     .and_then(|n| n.parse::<u32>().ok())
-                    .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
-                if gone {
+                else {
+                    continue;
+                };
+                let path = entry.path().display().to_string() + "/";
+                if !process_alive(pid) && !in_use.iter().any(|c| c.contains(&path)) {
                     let _ = std::fs::remove_dir_all(entry.path());
                 }
             }
@@ -45,6 +51,33 @@ pub fn scratch() -> PathBuf {
         dir
     })
     .clone()
+}
+
+/// A process (not merely a thread: `/proc/<tid>` exists for every thread of every process) with
+/// this pid is running.
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.strip_prefix("Tgid:").map(str::trim) == Some(&pid.to_string()))
+    })
+}
+
+/// The command lines of all running processes.
+fn command_lines() -> Vec<String> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .collect()
 }
 
 fn rig_script(name: &str) -> PathBuf {
