@@ -32,7 +32,7 @@ use rmq_sidecar::config::{self, ScaleTargetRef};
 use rmq_sidecar::leader::Leader;
 use rmq_sidecar::scale::{self, ScaleError, ScaleTarget};
 use serde_json::json;
-use support::repo_root;
+use support::{must, repo_root};
 
 const NS: &str = "default";
 const LEASE_NAME: &str = "rmq-sidecar";
@@ -52,17 +52,6 @@ struct Kube {
 
 fn kube_sh() -> PathBuf {
     repo_root().join("tests/rig/kube.sh")
-}
-
-fn must(out: Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 fn kube() -> &'static Kube {

@@ -84,7 +84,8 @@ fn rig_script(name: &str) -> PathBuf {
     repo_root().join("tests/rig").join(name)
 }
 
-fn must(out: Output, what: &str) -> String {
+/// The stdout of a finished command; a failure panics with `what`, its status, stdout and stderr.
+pub fn must(out: Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
