@@ -76,6 +76,13 @@ impl Collector {
                     .entry((source.name().to_string(), cause))
                     .or_default() += 1;
             }
+            for (action, code) in report.api_errors {
+                *self
+                    .counters
+                    .api_errors
+                    .entry((source.name().to_string(), action, code))
+                    .or_default() += 1;
+            }
         }
         snapshot.cycle_seconds = started.elapsed().as_secs_f64();
         snapshot.taken_at = unix_now();

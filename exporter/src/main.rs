@@ -6,6 +6,9 @@ use std::sync::Arc;
 use clap::Parser;
 use rmq_exporter::collector::{Cache, Collector};
 use rmq_exporter::config::{Cli, Config, LogFormat};
+use rmq_exporter::source::openapi::api::Api;
+use rmq_exporter::source::openapi::credentials::Credentials;
+use rmq_exporter::source::openapi::OpenApiSource;
 use rmq_exporter::source::remoting::RemotingSource;
 use rmq_exporter::source::Source;
 
@@ -41,11 +44,30 @@ async fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    let sources: Vec<Box<dyn Source>> = config
+    let mut sources: Vec<Box<dyn Source>> = config
         .clusters
         .iter()
         .map(|c| Box::new(RemotingSource::new(c.clone())) as Box<dyn Source>)
         .collect();
+    if !config.apsaramq.is_empty() {
+        let api = Api::new(std::time::Duration::from_secs(3));
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        let env = |k: &str| std::env::var(k).ok();
+        let credentials =
+            match Credentials::detect(&env, home, &config.credentials, api.http().clone()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("rmq-exporter: apsaramq: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+        tracing::info!(credentials = %credentials.describe(), "ApsaraMQ credentials");
+        for c in &config.apsaramq {
+            let source = OpenApiSource::new(c.clone(), api.clone(), credentials.clone());
+            tracing::info!(source = source.name(), endpoint = %c.endpoint.base, qps = c.qps, "reading ApsaraMQ");
+            sources.push(Box::new(source));
+        }
+    }
     let cache = Arc::new(Cache::default());
     let mut collector = Collector::new(sources, config.deadline, cache.clone());
 
@@ -62,7 +84,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing::info!(listen = %config.listen, clusters = config.clusters.len(), "serving /metrics");
+    tracing::info!(
+        listen = %config.listen,
+        clusters = config.clusters.len(),
+        apsaramq = config.apsaramq.len(),
+        "serving /metrics"
+    );
     let stale_after = config.interval * 3 + config.deadline;
     let server = tokio::spawn(rmq_exporter::http::serve(listener, cache, stale_after));
     let collection = tokio::spawn(collector.run(config.interval));

@@ -1,7 +1,9 @@
 //! The normalized result of one collection cycle, whatever the source.
 //!
-//! Every source (the remoting admin protocol today) produces these rows; exposition is written
-//! once, against this model. Counts are unsigned: a source clamps what would be negative.
+//! Every source (the remoting admin protocol, the ApsaraMQ OpenAPI) produces these rows; exposition
+//! is written once, against this model. Counts are unsigned: a source clamps what would be
+//! negative. A value a source cannot know is `None` and is not exported (a missing series says
+//! "unknown"; a 0 would say "no backlog").
 
 use std::sync::Arc;
 
@@ -19,12 +21,13 @@ pub struct ConsumerSeries {
     pub inflight: u64,
     /// Age of the oldest unconsumed message, in milliseconds; 0 with no backlog or when unknown.
     pub lag_latency_ms: u64,
-    /// Age of the oldest undelivered message, in milliseconds.
-    pub queueing_latency_ms: u64,
-    /// Online consumer clients of the group.
-    pub connections: u64,
-    /// Queues of this topic that the group's offsets cover (a cap for scaling).
-    pub queues: u32,
+    /// Age of the oldest undelivered message, in milliseconds (None: the source cannot tell).
+    pub queueing_latency_ms: Option<u64>,
+    /// Online consumer clients of the group (None: not read).
+    pub connections: Option<u64>,
+    /// Queues of this topic that the group's offsets cover, a cap for scaling (None: the source
+    /// has no per-queue view).
+    pub queues: Option<u32>,
     /// Queues with lag, when per-queue metrics are on (for a scaler's persistent-lag exclusion).
     pub lagging_queues: Vec<QueueLag>,
 }
@@ -45,14 +48,14 @@ impl ConsumerSeries {
     }
 }
 
-/// Health of one thing the exporter talks to (a name server or a broker).
+/// Health of one thing the exporter talks to (a name server, a broker, an ApsaraMQ instance).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetHealth {
     pub instance_id: Arc<str>,
     pub cluster: Arc<str>,
-    /// "namesrv" or "broker".
+    /// "namesrv", "broker" or "apsaramq".
     pub kind: &'static str,
-    /// The broker name, or the name server address.
+    /// The broker name, the name server address, or the ApsaraMQ instance id.
     pub target: String,
     pub up: bool,
     /// The values for this target are the last known ones, not this cycle's.
@@ -61,6 +64,12 @@ pub struct TargetHealth {
     pub slave: bool,
     /// Unix seconds of the last successful read; 0 if never.
     pub last_success: f64,
+    /// Unix seconds when the oldest value still exported for this target was read (None: the
+    /// target exports no values). With a request budget too small to read every group each
+    /// cycle, groups are read in rotation and this says how far behind the slowest one is.
+    pub oldest_value_at: Option<f64>,
+    /// Groups known to exist but not read even once yet (rotation has not reached them).
+    pub unread_groups: Option<u64>,
 }
 
 /// What one source returns for one cycle.
@@ -69,8 +78,12 @@ pub struct SourceReport {
     pub series: Vec<ConsumerSeries>,
     pub targets: Vec<TargetHealth>,
     /// The cause label of each error of the cycle: connect, timeout, closed, bad_frame,
-    /// bad_body, auth, remote_error, deadline. (Messages are logged by the source.)
+    /// bad_body, auth, remote_error, deadline, throttled, credentials. (Messages are logged by
+    /// the source.)
     pub errors: Vec<&'static str>,
+    /// (API action, error code) of each failed OpenAPI call, e.g.
+    /// ("GetConsumerGroupLag", "Throttling.User"); empty for the remoting source.
+    pub api_errors: Vec<(&'static str, String)>,
     pub rpcs: u64,
     pub latency_lookups: u64,
 }

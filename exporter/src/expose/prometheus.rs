@@ -22,34 +22,40 @@ pub struct Counters {
     pub latency_lookups: u64,
     /// (source, cause) → errors seen.
     pub errors: BTreeMap<(String, &'static str), u64>,
+    /// (source, API action, API error code) → failed OpenAPI calls.
+    pub api_errors: BTreeMap<(String, &'static str, String), u64>,
 }
 
 struct Family {
     name: &'static str,
     help: &'static str,
-    value: fn(&ConsumerSeries) -> u64,
+    /// None: the source cannot tell, and the series is left out of this family.
+    value: fn(&ConsumerSeries) -> Option<u64>,
 }
+
+/// A value slot of a family the series has no value for.
+const ABSENT: u64 = u64::MAX;
 
 const CONSUMER_FAMILIES: &[Family] = &[
     Family {
         name: "rocketmq_consumer_ready_messages",
         help: "Messages stored and not yet delivered to the consumer group (max offset - pull offset).",
-        value: |s| s.ready,
+        value: |s| Some(s.ready),
     },
     Family {
         name: "rocketmq_consumer_inflight_messages",
         help: "Messages delivered to the consumer group but not yet committed (pull offset - committed offset); 0 before RocketMQ 5.1.",
-        value: |s| s.inflight,
+        value: |s| Some(s.inflight),
     },
     Family {
         name: "rocketmq_consumer_lag_messages",
         help: "Messages not yet consumed by the consumer group (ready + inflight).",
-        value: |s| s.lag(),
+        value: |s| Some(s.lag()),
     },
     Family {
         name: "rocketmq_consumer_lag_latency_milliseconds",
         help: "Age of the oldest message not yet consumed by the consumer group.",
-        value: |s| s.lag_latency_ms,
+        value: |s| Some(s.lag_latency_ms),
     },
     Family {
         name: "rocketmq_consumer_queueing_latency_milliseconds",
@@ -64,7 +70,7 @@ const CONSUMER_FAMILIES: &[Family] = &[
     Family {
         name: "rocketmq_consumer_queues",
         help: "Message queues of the topic that the consumer group has offsets on, across brokers.",
-        value: |s| s.queues as u64,
+        value: |s| s.queues.map(u64::from),
     },
 ];
 
@@ -108,7 +114,7 @@ impl Page {
             .map(|s| {
                 let mut v = [0u64; 7];
                 for (slot, f) in v.iter_mut().zip(CONSUMER_FAMILIES) {
-                    *slot = (f.value)(s);
+                    *slot = (f.value)(s).map_or(ABSENT, |x| x.min(ABSENT - 1));
                 }
                 v
             })
@@ -167,9 +173,12 @@ impl Iterator for Chunks {
                 header(&mut out, f.name, "gauge", f.help);
             }
             while self.series < self.page.labels.len() && out.len() < CHUNK {
-                out.push_str(f.name);
-                out.push_str(&self.page.labels[self.series]);
-                let _ = writeln!(out, "{}", self.page.values[self.series][self.family]);
+                let value = self.page.values[self.series][self.family];
+                if value != ABSENT {
+                    out.push_str(f.name);
+                    out.push_str(&self.page.labels[self.series]);
+                    let _ = writeln!(out, "{value}");
+                }
                 self.series += 1;
             }
             if self.series == self.page.labels.len() {
@@ -253,7 +262,7 @@ fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
         out,
         "rocketmq_exporter_up",
         "gauge",
-        "1 if the name server or broker answered in the last cycle.",
+        "1 if the name server, broker or ApsaraMQ instance answered every request of the last cycle.",
     );
     for t in &snapshot.targets {
         let _ = writeln!(
@@ -267,9 +276,9 @@ fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
         out,
         "rocketmq_exporter_stale",
         "gauge",
-        "1 if the series from this broker are its last known values, not this cycle's.",
+        "1 if some series from this broker or instance are last known values kept after a failed read.",
     );
-    for t in snapshot.targets.iter().filter(|t| t.kind == "broker") {
+    for t in snapshot.targets.iter().filter(|t| t.kind != "namesrv") {
         let _ = writeln!(
             out,
             "rocketmq_exporter_stale{} {}",
@@ -293,6 +302,39 @@ fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
     }
     header(
         out,
+        "rocketmq_exporter_oldest_value_age_seconds",
+        "gauge",
+        "Age at the end of the last cycle of the oldest value exported for this broker or instance (groups read in rotation when the request budget cannot cover all each cycle).",
+    );
+    for t in &snapshot.targets {
+        if let Some(at) = t.oldest_value_at {
+            let _ = writeln!(
+                out,
+                "rocketmq_exporter_oldest_value_age_seconds{} {:.3}",
+                target_labels(t),
+                (snapshot.taken_at - at).max(0.0)
+            );
+        }
+    }
+    if snapshot.targets.iter().any(|t| t.unread_groups.is_some()) {
+        header(
+            out,
+            "rocketmq_exporter_unread_groups",
+            "gauge",
+            "Consumer groups listed by the instance but not read yet (rotation has not reached them).",
+        );
+        for t in &snapshot.targets {
+            if let Some(n) = t.unread_groups {
+                let _ = writeln!(
+                    out,
+                    "rocketmq_exporter_unread_groups{} {n}",
+                    target_labels(t)
+                );
+            }
+        }
+    }
+    header(
+        out,
         "rocketmq_exporter_last_success_timestamp_seconds",
         "gauge",
         "Unix time of the last successful read of the name server or broker (0: never).",
@@ -309,7 +351,7 @@ fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
         out,
         "rocketmq_exporter_errors_total",
         "counter",
-        "Collection errors by source and cause (connect, timeout, closed, bad_frame, bad_body, auth, remote_error, deadline).",
+        "Collection errors by source and cause (connect, timeout, closed, bad_frame, bad_body, auth, remote_error, deadline, throttled, credentials).",
     );
     for ((source, cause), n) in &counters.errors {
         let mut l = String::new();
@@ -318,6 +360,23 @@ fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
             out,
             "rocketmq_exporter_errors_total{{source=\"{l}\",cause=\"{cause}\"}} {n}"
         );
+    }
+    if !counters.api_errors.is_empty() {
+        header(
+            out,
+            "rocketmq_exporter_api_errors_total",
+            "counter",
+            "Failed ApsaraMQ OpenAPI calls by source, API action and the API's error code (or http_STATUS when the answer had none).",
+        );
+        for ((source, action, code), n) in &counters.api_errors {
+            let mut l = String::from("{source=\"");
+            escape(&mut l, source);
+            l.push_str("\",action=\"");
+            l.push_str(action);
+            l.push_str("\",code=\"");
+            escape(&mut l, code);
+            let _ = writeln!(out, "rocketmq_exporter_api_errors_total{l}\"}} {n}");
+        }
     }
     let scalars: [(&str, &str, &str, String); 7] = [
         (
@@ -341,13 +400,13 @@ fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
         (
             "rocketmq_exporter_last_collection_rpcs",
             "gauge",
-            "Remoting requests sent in the last cycle.",
+            "Requests sent in the last cycle (remoting and OpenAPI).",
             snapshot.rpcs.to_string(),
         ),
         (
             "rocketmq_exporter_rpcs_total",
             "counter",
-            "Remoting requests sent.",
+            "Requests sent (remoting and OpenAPI).",
             counters.rpcs.to_string(),
         ),
         (
@@ -385,9 +444,9 @@ mod tests {
             ready,
             inflight,
             lag_latency_ms: 5,
-            queueing_latency_ms: 4,
-            connections: 2,
-            queues: 8,
+            queueing_latency_ms: Some(4),
+            connections: Some(2),
+            queues: Some(8),
             lagging_queues: Vec::new(),
         }
     }
@@ -487,7 +546,10 @@ mod tests {
                 stale: true,
                 slave: true,
                 last_success: 12.5,
+                oldest_value_at: Some(10.0),
+                unread_groups: None,
             }],
+            taken_at: 40.0,
             ..Default::default()
         };
         let mut counters = Counters::default();

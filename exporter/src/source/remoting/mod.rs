@@ -26,6 +26,7 @@
 pub mod acl;
 pub mod client;
 pub mod codec;
+pub mod config;
 pub mod fastjson;
 pub mod protocol;
 
@@ -38,29 +39,13 @@ use std::time::Instant;
 
 use futures_util::future::join_all as futures_join_all;
 use futures_util::stream::{self, StreamExt};
-use regex::Regex;
 use tokio::sync::Semaphore;
 
 use crate::snapshot::{unix_now, ConsumerSeries, QueueLag, SourceReport, TargetHealth};
-use crate::source::Source;
+use crate::source::{NameFilter, Source};
 use client::{Client, ClientConfig, RpcError};
 use codec::Command;
 use protocol::{code, response, BrokerData};
-
-/// Which groups and topics to export. A name is kept when it matches `allow` (if set) and does
-/// not match `deny` (if set).
-#[derive(Debug, Clone, Default)]
-pub struct NameFilter {
-    pub allow: Option<Regex>,
-    pub deny: Option<Regex>,
-}
-
-impl NameFilter {
-    pub fn keeps(&self, name: &str) -> bool {
-        self.allow.as_ref().is_none_or(|r| r.is_match(name))
-            && !self.deny.as_ref().is_some_and(|r| r.is_match(name))
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct RemotingConfig {
@@ -686,17 +671,18 @@ impl RemotingSource {
                         ready: 0,
                         inflight: 0,
                         lag_latency_ms: 0,
-                        queueing_latency_ms: 0,
-                        connections: state.connections.get(group).map_or(0, |c| c.0),
-                        queues: 0,
+                        queueing_latency_ms: Some(0),
+                        connections: Some(state.connections.get(group).map_or(0, |c| c.0)),
+                        queues: Some(0),
                         lagging_queues: Vec::new(),
                     });
                 s.ready += row.ready;
                 s.inflight += row.inflight;
-                s.queues += row.queues;
+                s.queues = Some(s.queues.unwrap_or(0) + row.queues);
                 let age = |ts: Option<i64>| ts.map(|t| (now_ms - t).max(0) as u64).unwrap_or(0);
                 s.lag_latency_ms = s.lag_latency_ms.max(age(row.oldest_unconsumed));
-                s.queueing_latency_ms = s.queueing_latency_ms.max(age(row.oldest_undelivered));
+                s.queueing_latency_ms =
+                    s.queueing_latency_ms.max(Some(age(row.oldest_undelivered)));
                 if self.config.queue_metrics {
                     s.lagging_queues.extend(row.unconsumed.iter().map(
                         |&(queue_id, committed, lag)| QueueLag {
@@ -728,6 +714,8 @@ impl RemotingSource {
                 stale: false,
                 slave: false,
                 last_success: last,
+                oldest_value_at: None,
+                unread_groups: None,
             });
         }
         for (name, b) in &state.by_broker {
@@ -740,6 +728,8 @@ impl RemotingSource {
                 stale: !b.fresh,
                 slave: b.slave,
                 last_success: b.last_success,
+                oldest_value_at: (b.last_success > 0.0).then_some(b.last_success),
+                unread_groups: None,
             });
         }
     }
