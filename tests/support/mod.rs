@@ -405,6 +405,8 @@ pub fn free_port() -> u16 {
 pub struct Exporter {
     pub child: Child,
     pub addr: String,
+    /// Its stderr (the log).
+    pub log: PathBuf,
 }
 
 impl Exporter {
@@ -415,7 +417,7 @@ impl Exporter {
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let addr = format!("127.0.0.1:{}", free_port());
         let log = scratch().join(format!("rmq-exporter-{}.log", unique()));
-        let child = Command::new(bin("rmq-exporter"))
+        let child = isolated(Command::new(bin("rmq-exporter")))
             .args(["--listen", &addr])
             .args(args)
             .envs(env.iter().copied())
@@ -423,9 +425,20 @@ impl Exporter {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let e = Exporter { child, addr };
+        let e = Exporter { child, addr, log };
         e.wait_ready(Duration::from_secs(60));
         e
+    }
+
+    /// Whether it has exited (a zombie not yet reaped: `try_wait` would need `&mut self`).
+    fn has_exited(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .map(|stat| {
+                stat.rsplit(") ")
+                    .next()
+                    .is_some_and(|rest| rest.starts_with('Z'))
+            })
+            .unwrap_or(true)
     }
 
     pub fn wait_ready(&self, timeout: Duration) {
@@ -434,9 +447,20 @@ impl Exporter {
             if http_get(&self.addr, "/readyz").is_ok_and(|(s, _)| s == 200) {
                 return;
             }
+            if self.has_exited() {
+                panic!(
+                    "exporter on {} exited before it was ready:\n{}",
+                    self.addr,
+                    self.log_text()
+                );
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("exporter on {} not ready within {timeout:?}", self.addr);
+        panic!(
+            "exporter on {} not ready within {timeout:?}:\n{}",
+            self.addr,
+            self.log_text()
+        );
     }
 
     pub fn metrics(&self) -> Metrics {
@@ -465,6 +489,27 @@ impl Exporter {
             "condition not met within {timeout:?}; last page:\n{}",
             last.map(|m| m.text).unwrap_or_default()
         );
+    }
+}
+
+/// A command that sees none of this machine's Alibaba Cloud credentials: no `ALIBABA_CLOUD_*`
+/// variables, an empty `$HOME`, and the ECS metadata service switched off (it lives on a
+/// non-loopback address that tests must never reach). A test's own `env` comes after this.
+pub fn isolated(mut cmd: Command) -> Command {
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ALIBABA_CLOUD_")) {
+        cmd.env_remove(k);
+    }
+    let home = scratch().join("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    cmd.env("HOME", home)
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true");
+    cmd
+}
+
+impl Exporter {
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
@@ -604,11 +649,22 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
 
 /// A minimal HTTP/1.1 GET over loopback: (status, body).
 pub fn http_get(addr: &str, path_and_query: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "GET", path_and_query, "")
+}
+
+/// A minimal HTTP/1.1 request with a body over loopback: (status, body).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
-        "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
@@ -641,6 +697,76 @@ fn dechunk(mut body: &str) -> String {
         body = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// The fake ApsaraMQ OpenAPI server (tests/rig/openapi_fake.py) on a loopback port; it checks
+/// every request's signature with its own implementation (tests/rig/acs3.py). Stopped on drop.
+pub struct FakeOpenApi {
+    child: Child,
+    pub addr: String,
+}
+
+impl FakeOpenApi {
+    pub fn start() -> FakeOpenApi {
+        let mut child = Command::new("python3")
+            .arg(rig_script("openapi_fake.py"))
+            .args(["--owner-pid", &std::process::id().to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 tests/rig/openapi_fake.py");
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("FAKE=")
+            .unwrap_or_else(|| panic!("openapi_fake.py printed {line:?}"))
+            .to_string();
+        FakeOpenApi { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn post(&self, path: &str, body: &serde_json::Value) {
+        let (status, text) = http_request(&self.addr, "POST", path, &body.to_string()).unwrap();
+        assert_eq!(status, 200, "{path}: {text}");
+    }
+
+    /// Replaces the fake's whole world (see openapi_fake.py for the shape).
+    pub fn state(&self, state: serde_json::Value) {
+        self.post("/_fake/state", &state);
+    }
+
+    /// Merges a change into the world (`{"groups": {"inst": {"G": {...} | null}}}`, ...).
+    pub fn patch(&self, patch: serde_json::Value) {
+        self.post("/_fake/patch", &patch);
+    }
+
+    /// Adds fault rules (`{"action", "group", "mode", "count", ...}`).
+    pub fn fault(&self, rule: serde_json::Value) {
+        self.post("/_fake/faults", &rule);
+    }
+
+    pub fn clear_faults(&self) {
+        let (status, _) = http_request(&self.addr, "DELETE", "/_fake/faults", "").unwrap();
+        assert_eq!(status, 200);
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        let (status, text) = http_get(&self.addr, "/_fake/stats").unwrap();
+        assert_eq!(status, 200);
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+impl Drop for FakeOpenApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Percent-encodes a query value.

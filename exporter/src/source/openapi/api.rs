@@ -292,8 +292,9 @@ pub async fn read_capped(mut resp: reqwest::Response) -> Result<bytes::Bytes, Ap
     Ok(out.freeze())
 }
 
-/// A transport failure, without the URL (which holds no secret, but is long) in its label.
+/// A transport failure, without the URL: STS's carries the OIDC token in its query.
 pub fn transport(e: reqwest::Error) -> ApiError {
+    let e = e.without_url();
     let cause = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {

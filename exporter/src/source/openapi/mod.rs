@@ -187,10 +187,22 @@ impl OpenApiSource {
             .config
             .request_timeout
             .min(left.max(Duration::from_millis(1)));
-        let r = self
+        let mut r = self
             .api
             .get(&self.config.endpoint, key, action, path, query, timeout)
             .await;
+        // A timeout shortened by the cycle's deadline is the deadline's doing, not the server's.
+        if timeout < self.config.request_timeout {
+            if let Err(ApiError::Transport { cause, message }) = &mut r {
+                if *cause == "timeout" {
+                    *cause = "deadline";
+                    *message = format!(
+                        "no answer within the {} ms left before the cycle deadline",
+                        timeout.as_millis()
+                    );
+                }
+            }
+        }
         match &r {
             Ok(_) => budget.succeeded(),
             Err(ApiError::Throttled { retry_after, .. }) => {
