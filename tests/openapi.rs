@@ -444,6 +444,175 @@ fn a_small_budget_reads_every_group_in_rotation_and_says_how_old_the_oldest_is()
     });
 }
 
+#[test]
+fn in_rotation_online_clients_are_still_read_and_the_group_list_is_read_once_a_minute() {
+    let fake = FakeOpenApi::start();
+    let inst = "rmq-cn-rotate";
+    let groups: serde_json::Map<String, Value> = (0..120)
+        .map(|i| {
+            (
+                format!("G{i:03}"),
+                json!({"topics": {"T": {"ready": i, "inflight": 0, "delivery_duration": 1}}, "connections": i % 4 + 1}),
+            )
+        })
+        .collect();
+    fake.state(world(inst, Value::Object(groups)));
+    // 30 requests a second, 1 s cycles, 120 groups: lag reads alone need 4 cycles.
+    let e = exporter(
+        &fake,
+        inst,
+        &[
+            "--apsaramq-qps",
+            "30",
+            "--apsaramq-connections-refresh",
+            "5",
+        ],
+    );
+    let m = e.eventually(Duration::from_secs(90), |m| {
+        (m.find("rocketmq_consumer_connections", &[]).len() == 120).then(|| m.text.clone())
+    });
+    let m = Metrics::parse(&m);
+    for i in [0, 1, 2, 3, 77, 119] {
+        assert_eq!(
+            lag(&m, "connections", "T", &format!("G{i:03}")),
+            Some((i % 4 + 1) as f64)
+        );
+    }
+    let cycles = |m: &Metrics| counter(m, "rocketmq_exporter_collections_total", &[]);
+    let lists = || {
+        fake.stats()["ok"]["ListConsumerGroups"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let (c0, l0) = (cycles(&e.metrics()), lists());
+    std::thread::sleep(Duration::from_secs(20));
+    let (c1, l1) = (cycles(&e.metrics()), lists());
+    assert!(c1 - c0 >= 15.0, "{c0} -> {c1} cycles");
+    assert!(
+        l1 - l0 <= 2,
+        "{} group listings in {} rotating cycles",
+        l1 - l0,
+        c1 - c0
+    );
+    // Online clients keep being refreshed while lag rotates.
+    fake.patch(json!({"groups": {inst: {"G007": {"topics": {"T": {"ready": 7, "inflight": 0, "delivery_duration": 1}}, "connections": 9}}}}));
+    e.eventually(Duration::from_secs(60), |m| {
+        (lag(m, "connections", "T", "G007") == Some(9.0)).then_some(())
+    });
+    assert_clean(&fake);
+}
+
+#[test]
+fn one_process_reads_instances_of_two_regions_by_list_and_by_tag_beside_an_apache_cluster() {
+    // Region cn-hangzhou: instances found by tag (env=prod and RUNNING); cn-shanghai: one listed.
+    let east = FakeOpenApi::start();
+    let west = FakeOpenApi::start();
+    let g = |ready: u64| json!({"topics": {"T": {"ready": ready, "inflight": 1, "delivery_duration": 2}}, "connections": 1});
+    east.state(json!({"access_keys": {AK: SK}, "instances": {
+        "rmq-cn-prod1": {"region": "cn-hangzhou", "status": "RUNNING", "tags": {"env": "prod"}, "groups": {"G1": g(11)}},
+        "rmq-cn-prod2": {"region": "cn-hangzhou", "status": "RUNNING", "tags": {"env": "prod", "team": "pay"}, "groups": {"G2": g(22)}},
+        "rmq-cn-dev1": {"region": "cn-hangzhou", "status": "RUNNING", "tags": {"env": "dev"}, "groups": {"G3": g(33)}},
+        "rmq-cn-prod3": {"region": "cn-hangzhou", "status": "DELETING", "tags": {"env": "prod"}, "groups": {"G4": g(44)}},
+    }}));
+    west.state(json!({"access_keys": {AK: SK}, "instances": {
+        "rmq-cn-west1": {"region": "cn-shanghai", "status": "RUNNING", "groups": {"G5": g(55), "GID_skip": g(1)}},
+    }}));
+    // A real Apache RocketMQ 5.3.3 broker with one group 4 messages behind.
+    let rig = support::Rig::start(support::RigOptions {
+        version: "5.3.3",
+        brokers: 1,
+        slave: false,
+        acl: false,
+    });
+    rig.produce("APACHE_T", 8, 4);
+    rig.loadgen(&[
+        "groups", "--count", "1", "--prefix", "APACHE_G", "--topic", "APACHE_T", "--lag", "1",
+    ]);
+
+    let file = support::scratch().join(format!("{}.toml", support::name("several")));
+    std::fs::write(
+        &file,
+        format!(
+            r#"interval_seconds = 1
+deadline_seconds = 1
+
+[[apsaramq]]
+discover = true
+discover_tags = "env=prod"
+region = "cn-hangzhou"
+endpoint = "{}"
+
+[[apsaramq]]
+instance = "rmq-cn-west1"
+region = "cn-shanghai"
+endpoint = "{}"
+group_deny = "^GID_skip$"
+
+[[clusters]]
+namesrv = "{}"
+instance_id = "apache-a"
+"#,
+            east.url(),
+            west.url(),
+            rig.namesrv()
+        ),
+    )
+    .unwrap();
+    let e = Exporter::start_with_env(
+        &["--config", file.to_str().unwrap()],
+        &[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", AK),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SK),
+        ],
+    );
+    let ready = |m: &Metrics, inst: &str, group: &str| {
+        m.one(
+            "rocketmq_consumer_ready_messages",
+            &[("instance_id", inst), ("consumer_group", group)],
+        )
+    };
+    let m = e.eventually(WAIT, |m| {
+        (ready(m, "apache-a", "APACHE_G0") == Some(4.0)
+            && ready(m, "rmq-cn-prod1", "G1").is_some()
+            && ready(m, "rmq-cn-prod2", "G2").is_some()
+            && ready(m, "rmq-cn-west1", "G5").is_some())
+        .then(|| m.text.clone())
+    });
+    let m = Metrics::parse(&m);
+    assert_eq!(ready(&m, "rmq-cn-prod1", "G1"), Some(11.0));
+    assert_eq!(ready(&m, "rmq-cn-prod2", "G2"), Some(22.0));
+    assert_eq!(ready(&m, "rmq-cn-west1", "G5"), Some(55.0));
+    // Not tagged env=prod, not RUNNING, denied by its table's filter.
+    assert!(m
+        .find(
+            "rocketmq_consumer_ready_messages",
+            &[("instance_id", "rmq-cn-dev1")]
+        )
+        .is_empty());
+    assert!(m
+        .find(
+            "rocketmq_consumer_ready_messages",
+            &[("instance_id", "rmq-cn-prod3")]
+        )
+        .is_empty());
+    assert_eq!(ready(&m, "rmq-cn-west1", "GID_skip"), None);
+    for inst in ["rmq-cn-prod1", "rmq-cn-prod2", "rmq-cn-west1"] {
+        assert_eq!(health(&m, "up", inst), Some(1.0), "{inst}");
+    }
+    assert_eq!(
+        m.one("rocketmq_exporter_up", &[("kind", "apsaramq_discovery")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.one("rocketmq_exporter_up", &[("kind", "namesrv")]),
+        Some(1.0)
+    );
+    assert_clean(&east);
+    assert_clean(&west);
+    assert!(east.stats()["ok"]["ListInstances"].as_u64().unwrap() >= 1);
+    assert!(west.stats()["requests"].get("ListInstances").is_none());
+}
+
 fn oidc_world(inst: &str, token: &str, lifetime: u64) -> Value {
     let mut w = world(
         inst,

@@ -377,4 +377,128 @@ mod tests {
             .to_string();
         assert!(e.contains("concurrency"), "{e}");
     }
+
+    #[test]
+    fn apsaramq_flags_build_one_source_and_no_default_name_server() {
+        use crate::source::openapi::config::Instances;
+        let c = Config::load(cli(&[
+            "--apsaramq-instance",
+            "rmq-cn-a, rmq-cn-b",
+            "--region",
+            "cn-hangzhou",
+        ]))
+        .unwrap();
+        assert!(c.clusters.is_empty(), "no 127.0.0.1:9876 beside ApsaraMQ");
+        assert_eq!(c.apsaramq.len(), 1);
+        let a = &c.apsaramq[0];
+        assert_eq!(
+            a.instances,
+            Instances::Listed(vec!["rmq-cn-a".into(), "rmq-cn-b".into()])
+        );
+        assert_eq!(a.endpoint.base, "https://rocketmq.cn-hangzhou.aliyuncs.com");
+        assert_eq!(a.qps, 20.0);
+        assert_eq!(a.concurrency, 4);
+        assert_eq!(a.connections_refresh, Some(Duration::from_secs(60)));
+        let vpc = Config::load(cli(&[
+            "--apsaramq-instance",
+            "rmq-cn-a",
+            "--region",
+            "cn-beijing",
+            "--apsaramq-vpc",
+        ]))
+        .unwrap();
+        assert_eq!(
+            vpc.apsaramq[0].endpoint.base,
+            "https://rocketmq-vpc.cn-beijing.aliyuncs.com"
+        );
+    }
+
+    #[test]
+    fn apsaramq_bad_values_name_their_key() {
+        let err = |args: &[&str]| {
+            let mut all = vec!["--apsaramq-instance", "rmq-cn-a", "--region", "cn-hangzhou"];
+            all.extend_from_slice(args);
+            Config::load(cli(&all)).unwrap_err().to_string()
+        };
+        for (args, key) in [
+            (&["--apsaramq-qps", "0"][..], "apsaramq_qps"),
+            (&["--apsaramq-qps=-1"], "apsaramq_qps"),
+            (&["--apsaramq-concurrency", "0"], "apsaramq_concurrency"),
+            (
+                &["--apsaramq-request-timeout", "0"],
+                "apsaramq_request_timeout_seconds",
+            ),
+            (
+                &["--apsaramq-connections-refresh=-5"],
+                "apsaramq_connections_refresh_seconds",
+            ),
+            (&["--apsaramq-endpoint", "ftp://x"], "apsaramq_endpoint"),
+            (&["--apsaramq-endpoint", "not a url"], "apsaramq_endpoint"),
+            (&["--apsaramq-discover"], "apsaramq_discover"),
+        ] {
+            let e = err(args);
+            assert!(e.contains(key), "{args:?}: {e}");
+        }
+        let e = Config::load(cli(&["--apsaramq-instance", "rmq-cn-a"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("region"), "{e}");
+        let e = Config::load(cli(&["--apsaramq-instance", "rmq cn/a", "--region", "r"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("apsaramq_instance"), "{e}");
+        let e = Config::load(cli(&[
+            "--apsaramq-discover",
+            "--apsaramq-discover-tags",
+            "env",
+            "--region",
+            "r",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("apsaramq_discover_tags"), "{e}");
+    }
+
+    #[test]
+    fn apsaramq_tables_inherit_the_top_level_and_refuse_unknown_keys() {
+        use crate::source::openapi::config::Instances;
+        let path = write(
+            "a.toml",
+            "apsaramq_qps = 7\ngroup_deny = \"^TOOLS\"\n\
+             [[apsaramq]]\ninstance = \"rmq-cn-a\"\nregion = \"cn-hangzhou\"\n\
+             [[apsaramq]]\ndiscover = true\ndiscover_tags = \"env=prod, team=pay\"\nregion = \"cn-shanghai\"\nqps = 3\nendpoint = \"http://127.0.0.1:8080\"\n\
+             [[clusters]]\nnamesrv = \"10.0.0.2:9876\"\n",
+        );
+        let c = Config::load(cli(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.clusters.len(), 1);
+        assert_eq!(c.apsaramq.len(), 2);
+        assert_eq!(c.apsaramq[0].qps, 7.0);
+        assert!(!c.apsaramq[0].groups.keeps("TOOLS_X"));
+        assert_eq!(c.apsaramq[1].qps, 3.0);
+        assert_eq!(c.apsaramq[1].region, "cn-shanghai");
+        assert_eq!(c.apsaramq[1].endpoint.base, "http://127.0.0.1:8080");
+        assert_eq!(
+            c.apsaramq[1].instances,
+            Instances::Discover(vec![
+                ("env".into(), "prod".into()),
+                ("team".into(), "pay".into())
+            ])
+        );
+        let path = write(
+            "b.toml",
+            "[[apsaramq]]\ninstance = \"rmq-cn-a\"\nregion = \"r\"\nqpss = 3\n",
+        );
+        let e = Config::load(cli(&["--config", path.to_str().unwrap()]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("qpss"), "{e}");
+        let path = write(
+            "c.toml",
+            "[[apsaramq]]\ninstance = \"rmq-cn-a\"\nregion = \"r\"\nqps = 0\n",
+        );
+        let e = Config::load(cli(&["--config", path.to_str().unwrap()]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("qps"), "{e}");
+    }
 }

@@ -11,11 +11,12 @@
 //!    skipped, as for the remoting source. A group deleted between the listing and its lag read
 //!    (`ConsumerGroup.NotFound`) is dropped.
 //! 3. `ListConsumerConnections` per group, at most every `connections_refresh`, with whatever
-//!    budget the lag reads left.
+//!    budget the lag reads left; while groups are read in rotation, one call in four.
 //!
 //! Every call takes a token of the instance's budget ([`budget::Budget`], `qps` per second) and
 //! none is started that could not finish before the cycle's deadline. When the budget cannot
-//! cover every group in one cycle, groups are read in rotation (the oldest first), and
+//! cover every group in one cycle, groups are read in rotation (the oldest first; the group list
+//! is then re-read once a minute instead of every cycle), and
 //! `rocketmq_exporter_oldest_value_age_seconds` says how old the oldest exported number is. A
 //! failed read keeps the group's last values, marked stale, and counts the failure by cause and by
 //! the API's error code. The API gives no per-queue offsets, so this source exports no queue
@@ -51,6 +52,8 @@ pub fn unix_seconds() -> i64 {
     unix_now() as i64
 }
 
+/// How often the group list is read again while groups are read in rotation (else: every cycle).
+const RELIST_WHILE_ROTATING: f64 = 60.0;
 /// How often the instance list of a discovering source is read again.
 const DISCOVER_EVERY: f64 = 300.0;
 /// Page sizes: the API's maxima (ListConsumerGroups 10–100, ListInstances 10–200).
@@ -75,6 +78,10 @@ struct InstanceState {
     groups: BTreeMap<String, Group>,
     up: bool,
     list_failed: bool,
+    /// Unix seconds of the last complete group listing.
+    listed_at: f64,
+    /// The last cycle could not read every group: they are read in rotation.
+    rotating: bool,
     last_success: f64,
     /// Smoothed call latency in seconds, to stop starting calls that cannot end in time.
     latency: f64,
@@ -87,6 +94,8 @@ impl InstanceState {
             groups: BTreeMap::new(),
             up: false,
             list_failed: false,
+            listed_at: 0.0,
+            rotating: false,
             last_success: 0.0,
             latency: 0.05,
         }
@@ -130,6 +139,29 @@ pub struct OpenApiSource {
     api: Api,
     credentials: Arc<Credentials>,
     state: tokio::sync::Mutex<State>,
+}
+
+/// What a call of a cycle's work list reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Lag,
+    Connections,
+}
+
+/// `every` items of `first`, then one of `second`, and so on; the rest of either at the end.
+fn interleave<T>(
+    first: impl Iterator<Item = T>,
+    second: impl Iterator<Item = T>,
+    every: usize,
+) -> Vec<T> {
+    let mut first = first.peekable();
+    let mut second = second.peekable();
+    let mut out = Vec::new();
+    while first.peek().is_some() || second.peek().is_some() {
+        out.extend(first.by_ref().take(every));
+        out.extend(second.next());
+    }
+    out
 }
 
 /// The outcome of one budgeted call.
@@ -353,171 +385,157 @@ impl OpenApiSource {
         let cutoff = deadline.checked_sub(margin).unwrap_or(deadline);
         let mut succeeded = false;
 
-        let listed = self
-            .list_groups(cycle, inst, id, cutoff, deadline, key)
-            .await;
-        inst.list_failed = listed.is_none();
-        if let Some(listed) = listed {
-            succeeded = true;
-            inst.groups.retain(|g, _| listed.contains(g));
-            for g in listed {
-                inst.groups.entry(g).or_default();
+        // The group list costs a call per 100 groups: while groups are read in rotation it is
+        // re-read at most every RELIST_WHILE_ROTATING seconds, leaving the budget to lag reads.
+        let relist = !inst.rotating
+            || inst.groups.is_empty()
+            || unix_now() - inst.listed_at >= RELIST_WHILE_ROTATING;
+        if relist {
+            let listed = self
+                .list_groups(cycle, inst, id, cutoff, deadline, key)
+                .await;
+            inst.list_failed = listed.is_none();
+            if let Some(listed) = listed {
+                succeeded = true;
+                inst.listed_at = unix_now();
+                inst.groups.retain(|g, _| listed.contains(g));
+                for g in listed {
+                    inst.groups.entry(g).or_default();
+                }
             }
         }
 
-        // Lag, oldest read first (never read comes first of all).
-        let mut order: Vec<(f64, String)> = inst
+        // Lag reads, oldest first (never read comes first of all), and the online clients of
+        // the groups due for them. With budget for all, lag comes first; while groups are read
+        // in rotation, every fourth call reads online clients, so that they are not starved.
+        let now = unix_now();
+        let mut lag: Vec<(f64, &str)> = inst
             .groups
             .iter()
-            .map(|(g, s)| (s.read_at, g.clone()))
+            .map(|(g, s)| (s.read_at, g.as_str()))
             .collect();
-        order.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        lag.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        let mut conn: Vec<(f64, &str)> = match self.config.connections_refresh {
+            Some(refresh) => inst
+                .groups
+                .iter()
+                .filter(|(_, g)| now - g.connections_at >= refresh.as_secs_f64())
+                .map(|(name, g)| (g.connections_at, name.as_str()))
+                .collect(),
+            None => Vec::new(),
+        };
+        conn.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        let lag = lag.into_iter().map(|(_, g)| (Work::Lag, g.to_string()));
+        let conn = conn
+            .into_iter()
+            .map(|(_, g)| (Work::Connections, g.to_string()));
+        let work: Vec<(Work, String)> = if inst.rotating {
+            interleave(lag, conn, 3)
+        } else {
+            lag.chain(conn).collect()
+        };
+
         let budget = inst.budget.clone();
-        let reads = order.into_iter().map(|(_, group)| {
+        let calls = work.into_iter().map(|(what, group)| {
             let budget = budget.clone();
             async move {
-                let path = ["instances", id, "consumerGroups", group.as_str(), "lag"];
+                let (action, tail) = match what {
+                    Work::Lag => ("GetConsumerGroupLag", "lag"),
+                    Work::Connections => ("ListConsumerConnections", "connections"),
+                };
+                let path = ["instances", id, "consumerGroups", group.as_str(), tail];
                 let started = Instant::now();
                 let r = self
-                    .call(
-                        cycle,
-                        &budget,
-                        cutoff,
-                        deadline,
-                        key,
-                        "GetConsumerGroupLag",
-                        &path,
-                        &[],
-                    )
+                    .call(cycle, &budget, cutoff, deadline, key, action, &path, &[])
                     .await;
-                (group, r, started.elapsed())
+                (what, group, r, started.elapsed())
             }
         });
-        let mut pending = stream::iter(reads).buffer_unordered(self.config.concurrency);
-        let mut attempted_all = true;
+        let mut pending = stream::iter(calls).buffer_unordered(self.config.concurrency);
+        let mut read_all = true;
         loop {
-            match tokio::time::timeout_at(deadline.into(), pending.next()).await {
-                Ok(Some((group, Call::Done(r), took))) => {
-                    inst.latency = 0.8 * inst.latency + 0.2 * took.as_secs_f64();
-                    let r = r.and_then(|body| api::consumer_group_lag(&body));
-                    let now = unix_now();
-                    match r {
-                        Ok(topics) => {
-                            succeeded = true;
-                            if let Some(g) = inst.groups.get_mut(&group) {
-                                g.topics = topics
-                                    .into_iter()
-                                    .filter(|t| {
-                                        !t.topic.starts_with("%DLQ%")
-                                            && self.config.topics.keeps(&t.topic)
-                                    })
-                                    .collect();
-                                g.read_at = now;
-                                g.failed = false;
-                            }
-                        }
-                        Err(e @ ApiError::NotFound { .. }) => {
-                            succeeded = true;
-                            if let Some(code) = e.code() {
-                                cycle
-                                    .api_errors
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push(("GetConsumerGroupLag", code));
-                            }
-                            if inst.groups.remove(&group).is_some() {
-                                tracing::info!(
-                                    source = %self.name,
-                                    instance = id,
-                                    group,
-                                    "consumer group deleted since it was listed; no longer exported"
-                                );
-                            }
-                        }
-                        Err(e) => {
-                            cycle.error("GetConsumerGroupLag", &format!("of {id}/{group}"), &e);
-                            if let Some(g) = inst.groups.get_mut(&group) {
-                                g.failed = true;
-                            }
+            let (what, group, r, took) =
+                match tokio::time::timeout_at(deadline.into(), pending.next()).await {
+                    Ok(Some((what, group, Call::Done(r), took))) => (what, group, r, took),
+                    Ok(Some((what, _, Call::Skipped, _))) => {
+                        read_all &= what != Work::Lag;
+                        continue;
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        // Calls still in flight at the deadline: their groups keep the last values.
+                        cycle.error(
+                            "GetConsumerGroupLag",
+                            &format!("of {id}"),
+                            &ApiError::Transport {
+                                cause: "deadline",
+                                message: "cycle deadline reached with reads in flight".into(),
+                            },
+                        );
+                        read_all = false;
+                        break;
+                    }
+                };
+            inst.latency = 0.8 * inst.latency + 0.2 * took.as_secs_f64();
+            if what == Work::Connections {
+                match r.and_then(|b| api::consumer_connections(&b)) {
+                    Ok(n) => {
+                        succeeded = true;
+                        if let Some(g) = inst.groups.get_mut(&group) {
+                            g.connections = Some(n);
+                            g.connections_at = unix_now();
                         }
                     }
+                    // The lag read drops a deleted group.
+                    Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => {
+                        cycle.error("ListConsumerConnections", &format!("of {id}/{group}"), &e)
+                    }
                 }
-                Ok(Some((_, Call::Skipped, _))) => attempted_all = false,
-                Ok(None) => break,
-                Err(_) => {
-                    // Calls still in flight at the deadline: their groups keep the last values.
-                    cycle.error(
-                        "GetConsumerGroupLag",
-                        &format!("of {id}"),
-                        &ApiError::Transport {
-                            cause: "deadline",
-                            message: "cycle deadline reached with reads in flight".into(),
-                        },
-                    );
-                    attempted_all = false;
-                    break;
+                continue;
+            }
+            match r.and_then(|body| api::consumer_group_lag(&body)) {
+                Ok(topics) => {
+                    succeeded = true;
+                    if let Some(g) = inst.groups.get_mut(&group) {
+                        g.topics = topics
+                            .into_iter()
+                            .filter(|t| {
+                                !t.topic.starts_with("%DLQ%") && self.config.topics.keeps(&t.topic)
+                            })
+                            .collect();
+                        g.read_at = unix_now();
+                        g.failed = false;
+                    }
+                }
+                Err(e @ ApiError::NotFound { .. }) => {
+                    succeeded = true;
+                    if let Some(code) = e.code() {
+                        cycle
+                            .api_errors
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(("GetConsumerGroupLag", code));
+                    }
+                    if inst.groups.remove(&group).is_some() {
+                        tracing::info!(
+                            source = %self.name,
+                            instance = id,
+                            group,
+                            "consumer group deleted since it was listed; no longer exported"
+                        );
+                    }
+                }
+                Err(e) => {
+                    cycle.error("GetConsumerGroupLag", &format!("of {id}/{group}"), &e);
+                    if let Some(g) = inst.groups.get_mut(&group) {
+                        g.failed = true;
+                    }
                 }
             }
         }
         drop(pending);
-
-        // Online clients, with what budget is left, for groups due.
-        if let (Some(refresh), true) = (self.config.connections_refresh, attempted_all) {
-            let now = unix_now();
-            let mut due: Vec<(f64, String)> = inst
-                .groups
-                .iter()
-                .filter(|(_, g)| g.read_at > 0.0 && now - g.connections_at >= refresh.as_secs_f64())
-                .map(|(name, g)| (g.connections_at, name.clone()))
-                .collect();
-            due.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-            let reads = due.into_iter().map(|(_, group)| {
-                let budget = budget.clone();
-                async move {
-                    let path = [
-                        "instances",
-                        id,
-                        "consumerGroups",
-                        group.as_str(),
-                        "connections",
-                    ];
-                    let r = self
-                        .call(
-                            cycle,
-                            &budget,
-                            cutoff,
-                            deadline,
-                            key,
-                            "ListConsumerConnections",
-                            &path,
-                            &[],
-                        )
-                        .await;
-                    (group, r)
-                }
-            });
-            let mut pending = stream::iter(reads).buffer_unordered(self.config.concurrency);
-            while let Ok(Some((group, r))) =
-                tokio::time::timeout_at(deadline.into(), pending.next()).await
-            {
-                match r {
-                    Call::Done(r) => match r.and_then(|b| api::consumer_connections(&b)) {
-                        Ok(n) => {
-                            succeeded = true;
-                            if let Some(g) = inst.groups.get_mut(&group) {
-                                g.connections = Some(n);
-                                g.connections_at = unix_now();
-                            }
-                        }
-                        Err(ApiError::NotFound { .. }) => {}
-                        Err(e) => {
-                            cycle.error("ListConsumerConnections", &format!("of {id}/{group}"), &e)
-                        }
-                    },
-                    Call::Skipped => break,
-                }
-            }
-        }
+        inst.rotating = !read_all;
 
         let errors_after = cycle.errors.lock().unwrap_or_else(|p| p.into_inner()).len();
         inst.up = errors_after == errors_before && !inst.list_failed;
@@ -667,5 +685,20 @@ impl Source for OpenApiSource {
         deadline: Instant,
     ) -> Pin<Box<dyn Future<Output = SourceReport> + Send + '_>> {
         Box::pin(self.run(deadline))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interleave;
+
+    #[test]
+    fn interleave_gives_every_nth_call_to_the_second_list_and_keeps_both_tails() {
+        let got = interleave([1, 2, 3, 4, 5, 6, 7].into_iter(), [10, 20].into_iter(), 3);
+        assert_eq!(got, vec![1, 2, 3, 10, 4, 5, 6, 20, 7]);
+        let got = interleave([1].into_iter(), [10, 20, 30].into_iter(), 3);
+        assert_eq!(got, vec![1, 10, 20, 30]);
+        let got = interleave(std::iter::empty(), std::iter::empty::<i32>(), 3);
+        assert!(got.is_empty());
     }
 }
