@@ -33,7 +33,7 @@ remoting admin protocol, and from ApsaraMQ for RocketMQ 5.x instances over the A
 serves it at /metrics as rocketmq_consumer_* gauges with the names and labels of ARMS and the RocketMQ 5 \
 broker.\n\nPrecedence: defaults < --config file < RMQ_EXPORTER_* environment < flags. Several clusters and \
 instances at once: [[clusters]] and [[apsaramq]] tables in the config file. ApsaraMQ credentials come from \
-Alibaba Cloud's default chain: ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET(/_SECURITY_TOKEN), RRSA \
+Alibaba Cloud's default chain: ALIBABA_CLOUD_ACCESS_KEY_ID with ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN), RRSA \
 (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE), \
 ~/.aliyun/config.json, ~/.alibabacloud/credentials.ini, the ECS RAM role."
 )]

@@ -407,7 +407,8 @@ impl OpenApiSource {
 
         // Lag reads, oldest first (never read comes first of all), and the online clients of
         // the groups due for them. With budget for all, lag comes first; while groups are read
-        // in rotation, every fourth call reads online clients, so that they are not starved.
+        // in rotation, every fourth call reads online clients (once every group has been read
+        // once), so that they are not starved.
         let now = unix_now();
         let mut lag: Vec<(f64, &str)> = inst
             .groups
@@ -429,7 +430,9 @@ impl OpenApiSource {
         let conn = conn
             .into_iter()
             .map(|(_, g)| (Work::Connections, g.to_string()));
-        let work: Vec<(Work, String)> = if inst.rotating {
+        // Until every group has a number, lag reads come first whatever the budget.
+        let unread = inst.groups.values().any(|g| g.read_at == 0.0);
+        let work: Vec<(Work, String)> = if inst.rotating && !unread {
             interleave(lag, conn, 3)
         } else {
             lag.chain(conn).collect()
