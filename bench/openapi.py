@@ -12,6 +12,8 @@ Run through bench/openapi.sh, which builds the release exporter. For each group 
             in steady state (max of rocketmq_exporter_oldest_value_age_seconds after that),
             requests the fake throttled, the exporter's own request rate.
 
+`bench/openapi.sh --limit Q G...` runs only the limit runs at Q for each G.
+
 Prints one block per run and a ratio per limit run: the oldest age over the ideal rotation
 (G / Q seconds), 1.0 being a budget spent entirely on lag reads with no waste.
 """
@@ -173,7 +175,8 @@ def limited(binary, groups, limit, seconds):
         m = metrics(e.addr)
         age = m.get("rocketmq_exporter_oldest_value_age_seconds")
         unread = m.get("rocketmq_exporter_unread_groups")
-        if covered_at is None and unread == 0:
+        # Before the first complete listing there are no groups, hence none unread: wait for series.
+        if covered_at is None and unread == 0 and m.get("rocketmq_exporter_series", 0) > 0:
             covered_at = time.time() - start
         elif covered_at is not None and age is not None:
             oldest = max(oldest, age)
@@ -200,7 +203,18 @@ def limited(binary, groups, limit, seconds):
 
 def main():
     binary = sys.argv[1]
-    counts = [int(a) for a in sys.argv[2:]] or [1000, 5000]
+    args = sys.argv[2:]
+    # --limit Q: only the runs at a fixed server limit Q, for each G.
+    limit = None
+    if "--limit" in args:
+        i = args.index("--limit")
+        limit = int(args[i + 1])
+        del args[i:i + 2]
+    counts = [int(a) for a in args] or [1000, 5000]
+    if limit is not None:
+        for g in counts:
+            limited(binary, g, limit, min(3.2 * g / limit + 30, 900))
+        return
     for g in counts:
         capacity(binary, g)
     for g in counts:

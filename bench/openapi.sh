@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/openapi.sh [GROUPS...]   (default: 1000 5000)
+# bench/openapi.sh [--limit Q] [GROUPS...]   (default: 1000 5000)
 #
 # The ApsaraMQ source against the fake OpenAPI server: for each G, cycle time, API calls per cycle,
 # CPU and peak RSS with a budget that covers every group; then, with the fake admitting a fixed QPS

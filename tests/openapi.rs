@@ -442,6 +442,22 @@ fn a_small_budget_reads_every_group_in_rotation_and_says_how_old_the_oldest_is()
     e.eventually(Duration::from_secs(90), |m| {
         (lag(m, "ready_messages", "T", "G000") == Some(500.0)).then_some(())
     });
+    // The budget settles under the server's limit instead of collapsing under ever longer
+    // pauses: at least 60 % of the 12/s limit gets through.
+    let answered = || {
+        let s = fake.stats();
+        s["ok"]
+            .as_object()
+            .map(|o| o.values().filter_map(Value::as_u64).sum::<u64>())
+            .unwrap_or(0)
+    };
+    let (t0, n0) = (Instant::now(), answered());
+    std::thread::sleep(Duration::from_secs(20));
+    let rate = (answered() - n0) as f64 / t0.elapsed().as_secs_f64();
+    assert!(
+        rate >= 0.6 * 12.0,
+        "{rate:.1} answered requests/s against a limit of 12/s"
+    );
 }
 
 #[test]

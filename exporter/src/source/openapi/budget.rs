@@ -1,12 +1,19 @@
 //! The request budget of one ApsaraMQ instance: a token bucket at `qps` (burst of one second's
-//! worth) that a throttled answer pauses, with exponential backoff and jitter.
+//! worth) that adapts to the server's limit and pauses on a throttled answer, with exponential
+//! backoff and jitter.
 //!
 //! Alibaba Cloud limits OpenAPI calls per account and per API (the 4.x `ons` API publishes 10–50
 //! QPS per user and operation; 5.x publishes no table), answers over the limit with a
 //! `Throttling*` code or HTTP 429, and may say when to come back (`x-acs-retry-after`, in
 //! milliseconds). A throttled answer pauses every call of the instance: for the server's
 //! `retry-after` when it gives one, else 1 s doubling per consecutive throttle up to 30 s, each
-//! ±20 % so that several exporters do not come back in step.
+//! ±20 % so that several exporters do not come back in step. It also lowers the rate to 70 %
+//! (not below 0.5/s), and each successful answer raises it by 0.02/s back towards `qps`
+//! (additive increase, multiplicative decrease): a fixed rate above the server's limit would
+//! be throttled again on every resume, and exponential pauses alone then collapse the
+//! throughput (measured: 2 requests/s against a 10/s limit, BENCHMARKS.md). Answers to calls
+//! that were already in flight when the pause began neither lower the rate again nor lengthen
+//! the backoff.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,14 +21,22 @@ use std::time::Duration;
 // tokio's clock, so that tests can run it paused.
 use tokio::time::Instant;
 
-/// A token bucket with a pause.
+/// The lowest rate a throttled budget falls to, requests per second.
+const MIN_RATE: f64 = 0.5;
+/// What a throttled answer leaves of the rate.
+const DECREASE: f64 = 0.7;
+/// What each successful answer adds to the rate, requests per second.
+const INCREASE: f64 = 0.02;
+
+/// A token bucket with a pause and an adaptive rate.
 pub struct Budget {
-    rate: f64,
-    burst: f64,
+    max_rate: f64,
     state: Mutex<State>,
 }
 
 struct State {
+    /// The current rate, ≤ `max_rate`; its burst is one second's worth (at least 1).
+    rate: f64,
     tokens: f64,
     refilled: Instant,
     paused_until: Option<Instant>,
@@ -31,12 +46,11 @@ struct State {
 
 impl Budget {
     pub fn new(qps: f64) -> Budget {
-        let burst = qps.max(1.0);
         Budget {
-            rate: qps,
-            burst,
+            max_rate: qps,
             state: Mutex::new(State {
-                tokens: burst,
+                rate: qps,
+                tokens: qps.max(1.0),
                 refilled: Instant::now(),
                 paused_until: None,
                 throttled_in_a_row: 0,
@@ -56,7 +70,7 @@ impl Budget {
                 let mut s = self.lock();
                 let now = Instant::now();
                 let elapsed = now.saturating_duration_since(s.refilled).as_secs_f64();
-                s.tokens = (s.tokens + elapsed * self.rate).min(self.burst);
+                s.tokens = (s.tokens + elapsed * s.rate).min(s.rate.max(1.0));
                 s.refilled = now;
                 match s.paused_until {
                     Some(until) if until > now => until,
@@ -64,7 +78,7 @@ impl Budget {
                         s.tokens -= 1.0;
                         return true;
                     }
-                    _ => now + Duration::from_secs_f64((1.0 - s.tokens) / self.rate),
+                    _ => now + Duration::from_secs_f64((1.0 - s.tokens) / s.rate),
                 }
             };
             if wait_until > cutoff {
@@ -78,18 +92,34 @@ impl Budget {
     /// backoff, with jitter. Returns the pause.
     pub fn throttled(&self, retry_after: Option<Duration>) -> Duration {
         let mut s = self.lock();
-        s.throttled_in_a_row = s.throttled_in_a_row.saturating_add(1);
+        let now = Instant::now();
+        let pausing = s.paused_until.filter(|until| *until > now);
+        if let (Some(until), None) = (pausing, retry_after) {
+            // A call sent before the pause began: the pause already answers it.
+            return until - now;
+        }
+        if pausing.is_none() {
+            s.throttled_in_a_row = s.throttled_in_a_row.saturating_add(1);
+            s.rate = (s.rate * DECREASE).max(MIN_RATE.min(self.max_rate));
+        }
         let base = retry_after.unwrap_or_else(|| backoff(s.throttled_in_a_row));
         let pause = base.mul_f64(1.0 + 0.2 * (2.0 * unit_random() - 1.0));
-        let until = Instant::now() + pause;
-        s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+        let until = now + pause;
+        s.paused_until = Some(pausing.map_or(until, |p| p.max(until)));
         s.tokens = 0.0;
         pause
     }
 
-    /// A successful answer ends a run of throttles.
+    /// A successful answer ends a run of throttles and raises the rate a little.
     pub fn succeeded(&self) {
-        self.lock().throttled_in_a_row = 0;
+        let mut s = self.lock();
+        s.throttled_in_a_row = 0;
+        s.rate = (s.rate + INCREASE).min(self.max_rate);
+    }
+
+    /// The current rate, requests per second.
+    pub fn rate(&self) -> f64 {
+        self.lock().rate
     }
 }
 
@@ -165,16 +195,55 @@ mod tests {
         assert!(start.elapsed() >= pause - Duration::from_millis(1));
     }
 
-    #[test]
-    fn backoff_doubles_up_to_thirty_seconds() {
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_up_to_thirty_seconds_for_throttles_in_a_row() {
         let secs: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
         let b = Budget::new(1.0);
-        let first = b.throttled(None).as_secs_f64();
+        let first = b.throttled(None);
+        assert!((0.8..=1.2).contains(&first.as_secs_f64()), "{first:?}");
+        // Answers to calls already in flight: the same pause, not a longer one.
+        let again = b.throttled(None);
+        assert!(again <= first, "{again:?} > {first:?}");
+        tokio::time::advance(first).await;
         let second = b.throttled(None).as_secs_f64();
-        assert!((0.8..=1.2).contains(&first) && (1.6..=2.4).contains(&second));
+        assert!((1.6..=2.4).contains(&second), "{second}");
         b.succeeded();
+        tokio::time::advance(Duration::from_secs(3)).await;
         assert!(b.throttled(None).as_secs_f64() <= 1.2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_lowers_the_rate_once_and_successes_raise_it_back() {
+        let b = Budget::new(20.0);
+        b.throttled(None);
+        assert!((b.rate() - 14.0).abs() < 1e-9, "{}", b.rate());
+        // In-flight answers during the pause do not lower it again.
+        b.throttled(None);
+        b.throttled(None);
+        assert!((b.rate() - 14.0).abs() < 1e-9, "{}", b.rate());
+        for _ in 0..100 {
+            b.succeeded();
+        }
+        assert!((b.rate() - 16.0).abs() < 1e-9, "{}", b.rate());
+        for _ in 0..1000 {
+            b.succeeded();
+        }
+        assert_eq!(b.rate(), 20.0);
+        // Never below 0.5/s, however often it is throttled.
+        for _ in 0..50 {
+            tokio::time::advance(Duration::from_secs(31)).await;
+            b.throttled(None);
+        }
+        assert_eq!(b.rate(), MIN_RATE);
+        // The bucket paces at the lowered rate.
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let start = Instant::now();
+        let far = start + Duration::from_secs(100);
+        assert!(b.take(far).await);
+        assert!(b.take(far).await);
+        let spent = start.elapsed().as_secs_f64();
+        assert!((1.9..2.1).contains(&spent), "{spent}");
     }
 
     #[test]
