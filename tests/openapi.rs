@@ -269,6 +269,38 @@ fn failures_keep_the_last_values_marked_stale_and_name_their_cause() {
 }
 
 #[test]
+fn a_lasting_failure_is_one_log_line_and_its_end_another_not_one_per_cycle() {
+    let fake = FakeOpenApi::start();
+    let inst = "rmq-cn-quiet";
+    let g = json!({"topics": {"T1": {"ready": 1, "inflight": 0, "delivery_duration": 1}}});
+    fake.state(world(inst, json!({"G1": g})));
+    let e = exporter(&fake, inst, &[]);
+    fake.fault(
+        json!({"action": "GetConsumerGroupLag", "group": "G1", "mode": "http_500", "count": -1}),
+    );
+    // Eight one-second cycles, each failing.
+    let cycles = |m: &Metrics| {
+        counter(
+            m,
+            "rocketmq_exporter_errors_total",
+            &[("cause", "remote_error")],
+        )
+    };
+    e.eventually(WAIT, |m| (cycles(m) >= 8.0).then_some(()));
+    fake.clear_faults();
+    e.eventually(WAIT, |m| {
+        (health(m, "stale", inst) == Some(0.0)).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let log = e.log_text();
+    let lines = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(lines("InternalError"), 1, "{log}");
+    assert_eq!(lines("recovered: no more remote_error errors"), 1, "{log}");
+    // The cycle line: at info when the series count changes (first cycle), not every cycle.
+    assert!(lines("collection cycle done") <= 2, "{log}");
+}
+
+#[test]
 fn a_throttled_answer_with_retry_after_pauses_every_call_for_that_long() {
     let fake = FakeOpenApi::start();
     let inst = "rmq-cn-retry";

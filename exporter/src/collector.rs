@@ -4,6 +4,7 @@
 //! their reports into one [`Snapshot`], builds the Prometheus [`Page`] once and swaps it in.
 //! Readers never wait on RocketMQ: they stream whatever page the last cycle left.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -41,11 +42,76 @@ impl Cache {
     }
 }
 
+/// Failure lines an operator can live with: a warning when a source starts failing for a cause,
+/// again at most once a minute while it goes on (saying how many failures the quiet minute
+/// held), and one info line when the cause is gone. `rocketmq_exporter_errors_total` keeps every
+/// failure.
+#[derive(Default)]
+pub struct ErrorLog {
+    /// (source, cause) → when it was last logged, failures since.
+    active: BTreeMap<(String, &'static str), (Instant, u64)>,
+}
+
+/// How often a failure that goes on is logged again.
+pub const REPEAT_EVERY: Duration = Duration::from_secs(60);
+
+impl ErrorLog {
+    /// Logs one cycle's errors of `source`; returns the lines written at warn and info.
+    pub fn cycle(
+        &mut self,
+        source: &str,
+        errors: &[(&'static str, String)],
+        now: Instant,
+    ) -> (usize, usize) {
+        let (mut warned, mut recovered) = (0, 0);
+        let mut by_cause: BTreeMap<&'static str, (u64, &str)> = BTreeMap::new();
+        for (cause, message) in errors {
+            by_cause.entry(cause).or_insert((0, message)).0 += 1;
+        }
+        self.active.retain(|(s, cause), _| {
+            let gone = s == source && !by_cause.contains_key(cause);
+            if gone {
+                tracing::info!(source = %s, cause, "recovered: no more {cause} errors");
+                recovered += 1;
+            }
+            !gone
+        });
+        for (cause, (count, first)) in by_cause {
+            match self.active.get_mut(&(source.to_string(), cause)) {
+                None => {
+                    tracing::warn!(source, cause, count, "{first}");
+                    self.active.insert((source.to_string(), cause), (now, 0));
+                    warned += 1;
+                }
+                Some((logged, since)) if now.duration_since(*logged) >= REPEAT_EVERY => {
+                    tracing::warn!(
+                        source,
+                        cause,
+                        count,
+                        "still failing ({} more since the last line): {first}",
+                        *since
+                    );
+                    *logged = now;
+                    *since = 0;
+                    warned += 1;
+                }
+                Some((_, since)) => {
+                    *since += count;
+                    tracing::debug!(source, cause, count, "{first}");
+                }
+            }
+        }
+        (warned, recovered)
+    }
+}
+
 pub struct Collector {
     sources: Vec<Box<dyn Source>>,
     deadline: Duration,
     counters: Counters,
     cache: Arc<Cache>,
+    errors: ErrorLog,
+    last_series: Option<usize>,
 }
 
 impl Collector {
@@ -55,6 +121,8 @@ impl Collector {
             deadline,
             counters: Counters::default(),
             cache,
+            errors: ErrorLog::default(),
+            last_series: None,
         }
     }
 
@@ -69,7 +137,9 @@ impl Collector {
             snapshot.targets.extend(report.targets);
             snapshot.rpcs += report.rpcs;
             snapshot.latency_lookups += report.latency_lookups;
-            for cause in report.errors {
+            self.errors
+                .cycle(source.name(), &report.errors, Instant::now());
+            for (cause, _) in report.errors {
                 *self
                     .counters
                     .errors
@@ -90,12 +160,26 @@ impl Collector {
         self.counters.rpcs += snapshot.rpcs;
         self.counters.latency_lookups += snapshot.latency_lookups;
         let page = Page::build(&snapshot, &self.counters);
-        tracing::info!(
-            series = snapshot.series.len(),
-            rpcs = snapshot.rpcs,
-            cycle_ms = (snapshot.cycle_seconds * 1000.0) as u64,
-            "collection cycle done"
-        );
+        // One line at info for the first cycle and when the number of series changes; every
+        // cycle at debug.
+        let series = snapshot.series.len();
+        let cycle_ms = (snapshot.cycle_seconds * 1000.0) as u64;
+        if self.last_series != Some(series) {
+            tracing::info!(
+                series,
+                rpcs = snapshot.rpcs,
+                cycle_ms,
+                "collection cycle done"
+            );
+            self.last_series = Some(series);
+        } else {
+            tracing::debug!(
+                series,
+                rpcs = snapshot.rpcs,
+                cycle_ms,
+                "collection cycle done"
+            );
+        }
         self.cache.store(snapshot.taken_at, page);
     }
 
@@ -107,5 +191,29 @@ impl Collector {
             ticker.tick().await;
             self.cycle().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_logged_when_it_starts_once_a_minute_while_it_lasts_and_when_it_ends() {
+        let mut log = ErrorLog::default();
+        let t0 = Instant::now();
+        let err = |cause: &'static str| vec![(cause, format!("{cause} of x"))];
+        assert_eq!(log.cycle("a", &err("timeout"), t0), (1, 0));
+        for s in 1..60 {
+            let now = t0 + Duration::from_secs(s);
+            assert_eq!(log.cycle("a", &err("timeout"), now), (0, 0), "{s}");
+        }
+        assert_eq!(log.cycle("a", &err("timeout"), t0 + REPEAT_EVERY), (1, 0));
+        // Another source's cycle neither repeats nor clears source a's failure.
+        assert_eq!(log.cycle("b", &[], t0 + REPEAT_EVERY), (0, 0));
+        // A new cause is news; the old one gone is a recovery.
+        assert_eq!(log.cycle("a", &err("auth"), t0 + REPEAT_EVERY * 2), (1, 1));
+        assert_eq!(log.cycle("a", &[], t0 + REPEAT_EVERY * 2), (0, 1));
+        assert_eq!(log.cycle("a", &[], t0 + REPEAT_EVERY * 3), (0, 0));
     }
 }

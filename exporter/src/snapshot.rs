@@ -77,10 +77,10 @@ pub struct TargetHealth {
 pub struct SourceReport {
     pub series: Vec<ConsumerSeries>,
     pub targets: Vec<TargetHealth>,
-    /// The cause label of each error of the cycle: connect, timeout, closed, bad_frame,
-    /// bad_body, auth, remote_error, deadline, throttled, credentials. (Messages are logged by
-    /// the source.)
-    pub errors: Vec<&'static str>,
+    /// Each error of the cycle: its cause label (connect, timeout, closed, bad_frame, bad_body,
+    /// auth, remote_error, deadline, throttled, credentials) and a message for the log (the
+    /// collector logs them, see [`crate::collector::ErrorLog`]).
+    pub errors: Vec<(&'static str, String)>,
     /// (API action, error code) of each failed OpenAPI call, e.g.
     /// ("GetConsumerGroupLag", "Throttling.User"); empty for the remoting source.
     pub api_errors: Vec<(&'static str, String)>,

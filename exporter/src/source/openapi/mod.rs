@@ -603,17 +603,9 @@ impl OpenApiSource {
             }
         }
 
-        let errors = cycle.errors.into_inner().unwrap_or_else(|p| p.into_inner());
-        let mut by_cause: BTreeMap<&'static str, (usize, &str)> = BTreeMap::new();
-        for (cause, message) in &errors {
-            by_cause.entry(cause).or_insert((0, message)).0 += 1;
-        }
-        for (cause, (count, first)) in by_cause {
-            tracing::warn!(source = %self.name, cause, count, "{first}");
-        }
         let mut report = SourceReport {
             rpcs: cycle.rpcs.into_inner(),
-            errors: errors.into_iter().map(|(c, _)| c).collect(),
+            errors: cycle.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
             api_errors: cycle
                 .api_errors
                 .into_inner()

@@ -138,23 +138,12 @@ impl Cycle<'_> {
         self.rpcs.fetch_add(1, Ordering::Relaxed);
         self.source.client.call(addr, cmd).await
     }
-    /// Records an error; the cycle logs a summary per cause when it ends, not a line per error.
+    /// Records an error; the collector logs them per cause when the cycle ends.
     fn error(&self, cause: &'static str, message: String) {
         self.errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((cause, message));
-    }
-
-    fn log_summary(&self) {
-        let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        let mut by_cause: BTreeMap<&'static str, (usize, &str)> = BTreeMap::new();
-        for (cause, message) in errors.iter() {
-            by_cause.entry(cause).or_insert((0, message)).0 += 1;
-        }
-        for (cause, (count, first)) in by_cause {
-            tracing::warn!(source = %self.source.name, cause, count, "{first}");
-        }
     }
 }
 
@@ -477,20 +466,13 @@ impl RemotingSource {
             .refresh_store_times(&cycle, &mut state, &targets, deadline)
             .await;
 
-        cycle.log_summary();
         let mut report = SourceReport {
             rpcs: cycle.rpcs.load(Ordering::Relaxed),
             latency_lookups: lookups,
             ..Default::default()
         };
         self.assemble(&state, now, &mut report);
-        report.errors = cycle
-            .errors
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .into_iter()
-            .map(|(cause, _)| cause)
-            .collect();
+        report.errors = cycle.errors.into_inner().unwrap_or_else(|p| p.into_inner());
         report
     }
 
