@@ -49,6 +49,11 @@ fn world(instance: &str, groups: Value) -> Value {
     })
 }
 
+/// `n` groups named G000, G001, …, each as `group(i)` gives it.
+fn numbered(n: u64, group: impl Fn(u64) -> Value) -> Value {
+    Value::Object((0..n).map(|i| (format!("G{i:03}"), group(i))).collect())
+}
+
 fn lag(m: &Metrics, family: &str, topic: &str, group: &str) -> Option<f64> {
     m.one(
         &format!("rocketmq_consumer_{family}"),
@@ -304,20 +309,18 @@ fn a_lasting_failure_is_one_log_line_and_its_end_another_not_one_per_cycle() {
 fn a_throttled_answer_with_retry_after_pauses_every_call_for_that_long() {
     let fake = FakeOpenApi::start();
     let inst = "rmq-cn-retry";
-    let groups: serde_json::Map<String, Value> = (0..20)
-        .map(|i| {
-            (
-                format!("G{i}"),
-                json!({"topics": {"T": {"ready": i, "inflight": 0, "delivery_duration": 1}}}),
-            )
-        })
-        .collect();
-    fake.state(world(inst, Value::Object(groups)));
+    fake.state(world(
+        inst,
+        numbered(
+            20,
+            |i| json!({"topics": {"T": {"ready": i, "inflight": 0, "delivery_duration": 1}}}),
+        ),
+    ));
     let e = exporter(&fake, inst, &["--apsaramq-connections-refresh", "0"]);
     e.eventually(WAIT, |m| {
         (health(m, "unread_groups", inst) == Some(0.0)).then_some(())
     });
-    fake.fault(json!({"action": "GetConsumerGroupLag", "group": "G3", "mode": "throttle", "count": 1, "retry_after_ms": 3000}));
+    fake.fault(json!({"action": "GetConsumerGroupLag", "group": "G003", "mode": "throttle", "count": 1, "retry_after_ms": 3000}));
     let total = |s: &Value| -> u64 {
         s["requests"]
             .as_object()
@@ -408,15 +411,13 @@ fn a_group_deleted_between_listing_and_lag_read_is_dropped_without_failing() {
 fn a_small_budget_reads_every_group_in_rotation_and_says_how_old_the_oldest_is() {
     let fake = FakeOpenApi::start();
     let inst = "rmq-cn-budget";
-    let groups: serde_json::Map<String, Value> = (0..120)
-        .map(|i| {
-            (
-                format!("G{i:03}"),
-                json!({"topics": {"T": {"ready": i, "inflight": 1, "delivery_duration": 1}}}),
-            )
-        })
-        .collect();
-    fake.state(world(inst, Value::Object(groups)));
+    fake.state(world(
+        inst,
+        numbered(
+            120,
+            |i| json!({"topics": {"T": {"ready": i, "inflight": 1, "delivery_duration": 1}}}),
+        ),
+    ));
     // 30 requests a second with a 1 s cycle: about 30 lag reads per cycle for 120 groups.
     let e = exporter(
         &fake,
@@ -496,15 +497,7 @@ fn a_small_budget_reads_every_group_in_rotation_and_says_how_old_the_oldest_is()
 fn in_rotation_online_clients_are_still_read_and_the_group_list_is_read_once_a_minute() {
     let fake = FakeOpenApi::start();
     let inst = "rmq-cn-rotate";
-    let groups: serde_json::Map<String, Value> = (0..120)
-        .map(|i| {
-            (
-                format!("G{i:03}"),
-                json!({"topics": {"T": {"ready": i, "inflight": 0, "delivery_duration": 1}}, "connections": i % 4 + 1}),
-            )
-        })
-        .collect();
-    fake.state(world(inst, Value::Object(groups)));
+    fake.state(world(inst, numbered(120, |i| json!({"topics": {"T": {"ready": i, "inflight": 0, "delivery_duration": 1}}, "connections": i % 4 + 1}))));
     // 30 requests a second, 1 s cycles, 120 groups: lag reads alone need 4 cycles.
     let e = exporter(
         &fake,

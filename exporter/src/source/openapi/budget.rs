@@ -231,13 +231,14 @@ mod tests {
         }
         assert_eq!(b.rate(), 20.0);
         // Never below 0.5/s, however often it is throttled.
+        // (Each advance outlasts the longest pause, 30 s + 20 % jitter.)
         for _ in 0..50 {
-            tokio::time::advance(Duration::from_secs(31)).await;
+            tokio::time::advance(Duration::from_secs(37)).await;
             b.throttled(None);
         }
         assert_eq!(b.rate(), MIN_RATE);
         // The bucket paces at the lowered rate.
-        tokio::time::advance(Duration::from_secs(31)).await;
+        tokio::time::advance(Duration::from_secs(37)).await;
         let start = Instant::now();
         let far = start + Duration::from_secs(100);
         assert!(b.take(far).await);

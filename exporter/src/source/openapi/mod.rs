@@ -467,37 +467,33 @@ impl OpenApiSource {
         let mut pending = stream::iter(calls).buffer_unordered(self.config.concurrency);
         let mut read_all = true;
         loop {
-            let (what, group, r, took) = match tokio::time::timeout_at(
-                deadline.into(),
-                pending.next(),
-            )
-            .await
-            {
-                Ok(Some((what, group, Call::Done(r), took))) => (what, group, r, took),
-                Ok(Some((what, _, Call::Skipped, _))) => {
-                    read_all &= what != Work::Lag;
-                    continue;
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    // Calls still in flight at the deadline: their groups keep the last values.
-                    let names = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                    let first = names.iter().next().map(String::as_str).unwrap_or("");
-                    cycle.error(
-                        "GetConsumerGroupLag",
-                        &format!("of {id}/{first}"),
-                        &ApiError::Transport {
-                            cause: "deadline",
-                            message: format!(
+            let (what, group, r, took) =
+                match tokio::time::timeout_at(deadline.into(), pending.next()).await {
+                    Ok(Some((what, group, Call::Done(r), took))) => (what, group, r, took),
+                    Ok(Some((what, _, Call::Skipped, _))) => {
+                        read_all &= what != Work::Lag;
+                        continue;
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        // Calls still in flight at the deadline: their groups keep the last values.
+                        let names = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                        let first = names.iter().next().map(String::as_str).unwrap_or("");
+                        cycle.error(
+                            "GetConsumerGroupLag",
+                            &format!("of {id}/{first}"),
+                            &ApiError::Transport {
+                                cause: "deadline",
+                                message: format!(
                                 "cycle deadline reached with {} read(s) in flight, this one first",
                                 names.len()
                             ),
-                        },
-                    );
-                    read_all = false;
-                    break;
-                }
-            };
+                            },
+                        );
+                        read_all = false;
+                        break;
+                    }
+                };
             inst.latency = 0.8 * inst.latency + 0.2 * took.as_secs_f64();
             if what == Work::Connections {
                 match r.and_then(|b| api::consumer_connections(&b)) {
