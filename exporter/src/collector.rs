@@ -14,17 +14,37 @@ use crate::expose::prometheus::{Counters, Page};
 use crate::snapshot::{unix_now, Snapshot};
 use crate::source::Source;
 
-/// What the HTTP side reads.
-#[derive(Default)]
+/// What the HTTP side and the KEDA scaler read.
 pub struct Cache {
     page: RwLock<Arc<Page>>,
+    /// The last cycle's rows; every receiver is woken when a cycle publishes (`crate::keda`'s
+    /// StreamIsActive pushes from there).
+    snapshot: tokio::sync::watch::Sender<Arc<Snapshot>>,
     /// Unix seconds at the end of the last cycle; 0 before the first.
     last_cycle: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            page: RwLock::default(),
+            snapshot: tokio::sync::watch::Sender::new(Arc::new(Snapshot::default())),
+            last_cycle: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 impl Cache {
     pub fn page(&self) -> Arc<Page> {
         self.page.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    /// The last cycle's snapshot (empty before the first).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+    /// A receiver that sees every later cycle's snapshot.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.subscribe()
     }
     /// Whether a first cycle has completed.
     pub fn ready(&self) -> bool {
@@ -35,10 +55,12 @@ impl Cache {
         let last = self.last_cycle.load(std::sync::atomic::Ordering::Acquire);
         (last > 0).then(|| unix_now() - f64::from_bits(last))
     }
-    fn store(&self, taken: f64, page: Page) {
+    fn store(&self, snapshot: Snapshot, page: Page) {
+        let taken = snapshot.taken_at;
         *self.page.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(page);
         self.last_cycle
             .store(taken.to_bits(), std::sync::atomic::Ordering::Release);
+        self.snapshot.send_replace(Arc::new(snapshot));
     }
 }
 
@@ -180,7 +202,7 @@ impl Collector {
                 "collection cycle done"
             );
         }
-        self.cache.store(snapshot.taken_at, page);
+        self.cache.store(snapshot, page);
     }
 
     /// Runs cycles every `interval` until the task is dropped.

@@ -88,6 +88,9 @@ pub struct Cli {
     #[command(flatten)]
     #[serde(flatten)]
     pub apsaramq: openapi::Flags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub keda: crate::keda::Flags,
 }
 
 /// The keys every source shares (the filters are [`Filters`]; each source has its own `File`).
@@ -133,6 +136,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub once: bool,
+    /// KEDA's external scaler over gRPC (None: off).
+    pub keda: Option<crate::keda::Settings>,
 }
 
 /// A configuration error: one line, naming the key.
@@ -202,6 +207,7 @@ impl Config {
         known.extend(keys_of::<Filters>());
         known.extend(keys_of::<remoting::File>());
         known.extend(keys_of::<openapi::File>());
+        known.extend(keys_of::<crate::keda::File>());
         let data = figment
             .data()
             .map_err(|e| ConfigError(one_line(&e.to_string())))?;
@@ -222,7 +228,10 @@ impl Config {
         let filters: Filters = part(&figment)?;
         let remoting: remoting::File = part(&figment)?;
         let openapi: openapi::File = part(&figment)?;
-        Config::validate(common, &filters, remoting, openapi, cli.once)
+        let keda: crate::keda::File = part(&figment)?;
+        let mut config = Config::validate(common, &filters, remoting, openapi, cli.once)?;
+        config.keda = keda.build()?;
+        Ok(config)
     }
 
     fn validate(
@@ -266,6 +275,7 @@ impl Config {
             log_format,
             log_level: f.log_level,
             once,
+            keda: None,
         })
     }
 }

@@ -9,5 +9,6 @@ pub mod collector;
 pub mod config;
 pub mod expose;
 pub mod http;
+pub mod keda;
 pub mod snapshot;
 pub mod source;

@@ -91,11 +91,53 @@ async fn main() -> ExitCode {
         "serving /metrics"
     );
     let stale_after = config.interval * 3 + config.deadline;
+    let keda = match &config.keda {
+        None => None,
+        Some(k) => {
+            let tls = match k
+                .tls
+                .as_ref()
+                .map(rmq_exporter::keda::tls_config)
+                .transpose()
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("rmq-exporter: keda scaler TLS: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let listener = match tokio::net::TcpListener::bind(k.listen).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("rmq-exporter: cannot listen on {}: {e}", k.listen);
+                    return ExitCode::from(2);
+                }
+            };
+            tracing::info!(listen = %k.listen, tls = k.tls.is_some(), "serving KEDA's external scaler");
+            Some(tokio::spawn(rmq_exporter::keda::serve(
+                listener,
+                cache.clone(),
+                stale_after,
+                tls,
+            )))
+        }
+    };
+    let keda = async {
+        match keda {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    };
     let server = tokio::spawn(rmq_exporter::http::serve(listener, cache, stale_after));
     let collection = tokio::spawn(collector.run(config.interval));
     tokio::select! {
         r = server => {
             eprintln!("rmq-exporter: HTTP server stopped: {r:?}");
+            collection.abort();
+            ExitCode::FAILURE
+        }
+        r = keda => {
+            eprintln!("rmq-exporter: KEDA scaler stopped: {r:?}");
             collection.abort();
             ExitCode::FAILURE
         }

@@ -80,7 +80,7 @@ fn command_lines() -> Vec<String> {
         .collect()
 }
 
-fn rig_script(name: &str) -> PathBuf {
+pub fn rig_script(name: &str) -> PathBuf {
     repo_root().join("tests/rig").join(name)
 }
 
