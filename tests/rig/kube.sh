@@ -253,6 +253,20 @@ gen_pki() {
       >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 -days 3650 \
       -extfile apiserver.ext -out apiserver.crt 2>/dev/null
+    # the aggregation layer: the API server proxies to extension API servers (KEDA's metrics
+    # adapter) with this client certificate, signed by a CA of its own (the front proxy's)
+    openssl ecparam -name prime256v1 -genkey -noout -out front-proxy-ca.key 2>/dev/null
+    openssl req -x509 -new -key front-proxy-ca.key -sha256 -days 3650 -subj "/CN=rmq-rig-front-proxy-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -out front-proxy-ca.crt 2>/dev/null
+    openssl ecparam -name prime256v1 -genkey -noout -out front-proxy-client.key 2>/dev/null
+    openssl req -new -key front-proxy-client.key -subj "/CN=front-proxy-client" -out front-proxy-client.csr 2>/dev/null
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+      "extendedKeyUsage=clientAuth" >front-proxy-client.ext
+    openssl x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key \
+      -CAcreateserial -sha256 -days 3650 -extfile front-proxy-client.ext -out front-proxy-client.crt 2>/dev/null
+    rm -f front-proxy-client.csr front-proxy-ca.srl
+    chmod 644 front-proxy-ca.crt front-proxy-client.crt
     # service-account token signing keypair
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
@@ -319,6 +333,17 @@ write_run_scripts() {
     # the "kubernetes" Service endpoints cannot hold a loopback IP; nothing uses them here
     --endpoint-reconciler-type=none
     --profiling=false
+    # the aggregation layer (APIService objects, e.g. KEDA's external.metrics.k8s.io adapter);
+    # routing stays on the Service (an ExternalName to 127.0.0.1), as endpoint addresses may not
+    # be loopback ones
+    --requestheader-client-ca-file="$DIR/pki/front-proxy-ca.crt"
+    --requestheader-allowed-names=front-proxy-client
+    --requestheader-username-headers=X-Remote-User
+    --requestheader-group-headers=X-Remote-Group
+    --requestheader-extra-headers-prefix=X-Remote-Extra-
+    --proxy-client-cert-file="$DIR/pki/front-proxy-client.crt"
+    --proxy-client-key-file="$DIR/pki/front-proxy-client.key"
+    --enable-aggregator-routing=false
   )
   local node
   for node in etcd apiserver; do
