@@ -643,12 +643,12 @@ fn helm_chart_renders_monitors_rules_and_keda_port() {
     let container = exporter(&docs);
     assert_eq!(
         container["args"],
-        json!(["--keda-listen=0.0.0.0:9878"])
+        json!(["--keda-listen=0.0.0.0:9879"])
     );
     assert!(container["ports"]
         .as_array()
         .unwrap()
-        .contains(&json!({"name": "keda-grpc", "containerPort": 9878})));
+        .contains(&json!({"name": "keda-grpc", "containerPort": 9879})));
     let svc = service(&docs);
     let keda = svc["spec"]["ports"]
         .as_array()
@@ -658,9 +658,9 @@ fn helm_chart_renders_monitors_rules_and_keda_port() {
         .expect("Service port keda-grpc");
     assert_eq!(
         (keda["port"].as_u64(), keda["targetPort"].as_str()),
-        (Some(9878), Some("keda-grpc"))
+        (Some(9879), Some("keda-grpc"))
     );
-    eprintln!("helm: exporter.keda.enabled -> --keda-listen=0.0.0.0:9878, container and Service port keda-grpc 9878");
+    eprintln!("helm: exporter.keda.enabled -> --keda-listen=0.0.0.0:9879, container and Service port keda-grpc 9879");
 
     // Without the sidecar there is nothing for a PodMonitor to scrape.
     let no_sidecar = yaml_documents(&must(

@@ -60,7 +60,7 @@ pub const METRIC_NAME: &str = "rocketmq-consumer-backlog";
 #[derive(Debug, Default, clap::Args, Serialize)]
 pub struct Flags {
     /// Serve KEDA's external scaler gRPC (triggers `external` / `external-push`) on this address,
-    /// e.g. 0.0.0.0:9878 [default: off]
+    /// e.g. 0.0.0.0:9879 [default: off]
     #[arg(long, env = "RMQ_EXPORTER_KEDA_LISTEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keda_listen: Option<String>,
