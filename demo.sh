@@ -39,7 +39,7 @@ pids+=($!)
 
 say "    starting rmq-sidecar --simulate with deploy/examples/demo-scaledobject.yaml (the ARMS guide's"
 say "    ScaledObject: threshold 30, min 2, max 10; no Kubernetes here, so replicas live in memory)"
-"$CARGO_TARGET_DIR/release/rmq-sidecar" --config deploy/examples/demo-scaledobject.yaml --simulate \
+"$CARGO_TARGET_DIR/release/rmq-sidecar" --config deploy/examples/demo-scaledobject.yaml --simulate --hpa-sync-period-seconds 2 \
   --listen 127.0.0.1:0 --log-level warn,rmq_sidecar::run=info \
   > >(sed -u -e 's/\x1b\[[0-9;]*m//g' -e 's/^.*rmq_sidecar::run: /      sidecar: /') 2>&1 &
 pids+=($!)

@@ -1022,6 +1022,7 @@ spec:
     let addr = format!("127.0.0.1:{}", free_port());
     let log = support::scratch().join(support::name("sidecar.log"));
     let mut sidecar = Command::new(bin("rmq-sidecar"))
+        .args(["--hpa-sync-period-seconds", "1"])
         .args([
             "--config",
             file.to_str().unwrap(),

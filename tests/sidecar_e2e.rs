@@ -155,6 +155,8 @@ impl Sidecar {
         let log = support::scratch().join(format!("{}.log", name("sidecar")));
         let child = Command::new(bin("rmq-sidecar"))
             .args(["--config", file.to_str().unwrap(), "--listen", &addr])
+            // The HPA's clock at the tests' pollingInterval (1 s), like the rig's controller manager.
+            .args(["--hpa-sync-period-seconds", "1"])
             .args(["--kubeconfig", &kube().env["KUBECONFIG_ADMIN"]])
             // Each test's sidecar elects itself on its own Lease: tests run side by side.
             .args([

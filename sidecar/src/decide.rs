@@ -248,6 +248,8 @@ pub enum Reason {
     },
     /// At zero/idle with no active trigger: nothing to do (the HPA is disabled at zero).
     Idle,
+    /// KEDA's poll changed nothing and no HPA sync is due this round.
+    AwaitingHpaSync,
     /// Below `minReplicaCount`: raised to it.
     BelowMinReplicas {
         min: u32,
@@ -296,6 +298,7 @@ impl Reason {
             Reason::ScaleInPaused => "scale_in_paused",
             Reason::CoolingDown { .. } => "cooling_down",
             Reason::Idle => "idle",
+            Reason::AwaitingHpaSync => "awaiting_hpa_sync",
             Reason::BelowMinReplicas { .. } => "below_min_replicas",
             Reason::AboveMaxReplicas { .. } => "above_max_replicas",
             Reason::MetricsUnavailable { .. } => "metrics_unavailable",
@@ -334,6 +337,9 @@ impl fmt::Display for Reason {
                 "no trigger is active; scaling to idle/zero in {remaining_seconds} s unless one becomes active"
             ),
             Reason::Idle => write!(f, "at zero/idle replicas and no trigger is active"),
+            Reason::AwaitingHpaSync => {
+                write!(f, "no change from activation and no HPA sync is due")
+            }
             Reason::BelowMinReplicas { min } => {
                 write!(f, "replicas are below the minimum; raising to {min}")
             }
@@ -381,6 +387,25 @@ pub enum DecideError {
     ObservationCount { expected: usize, got: usize },
 }
 
+/// Which clocks are due in a round. KEDA polls its triggers for activation (0 ↔ 1) every
+/// `pollingInterval`; the HPA controller queries the metric and decides 1 ↔ N every sync period
+/// (`--horizontal-pod-autoscaler-sync-period`, 15 s by default). A round where both are due is
+/// what [`decide`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    /// KEDA's poll: activation, deactivation after the cooldown, raising to `minReplicaCount`.
+    pub activation: bool,
+    /// An HPA sync: the replica calculation, its stabilization and rate policies.
+    pub hpa: bool,
+}
+
+impl Round {
+    pub const BOTH: Round = Round {
+        activation: true,
+        hpa: true,
+    };
+}
+
 /// Decides the desired replica count. `observations[i]` belongs to `cfg.triggers[i]`; `now` is in
 /// seconds on the caller's monotonic clock (the same clock as [`History::new`]).
 pub fn decide(
@@ -389,6 +414,28 @@ pub fn decide(
     current_replicas: u32,
     history: &mut History,
     now: u64,
+) -> Result<Decision, DecideError> {
+    decide_round(
+        cfg,
+        observations,
+        current_replicas,
+        history,
+        now,
+        Round::BOTH,
+    )
+}
+
+/// [`decide`] for a round where only some clocks are due: without `activation` nothing goes
+/// 0 ↔ 1 and the cooldown is not refreshed; without `hpa` replicas stay unless activation moves
+/// them. Both still count trigger failures (the HPA's metric query reaches the scaler, and
+/// KEDA's fallback, too).
+pub fn decide_round(
+    cfg: &ScalingConfig,
+    observations: &[Observation],
+    current_replicas: u32,
+    history: &mut History,
+    now: u64,
+    round: Round,
 ) -> Result<Decision, DecideError> {
     let n = cfg.triggers.len();
     if observations.len() != n {
@@ -453,7 +500,12 @@ pub fn decide(
     let min = cfg.min_replica_count;
     let hpa_min = min.max(1);
     let mut note = None;
-    if is_active {
+    if !round.activation {
+        // An HPA sync alone: at zero the HPA is disabled; above, it decides 1 ↔ N.
+        if current == 0 {
+            return finish(current, Reason::Idle, reports);
+        }
+    } else if is_active {
         if (cfg.idle_replica_count.is_some() && current < min) || current == 0 {
             if cfg.pause.scale_out {
                 note = Some(Reason::ScaleOutPaused);
@@ -495,6 +547,9 @@ pub fn decide(
     }
 
     // 4: the HPA.
+    if !round.hpa {
+        return finish(current, note.unwrap_or(Reason::AwaitingHpaSync), reports);
+    }
     let (desired, reason) = hpa(cfg, &metrics, current, &mut history.hpa, now);
     let reason = match note {
         Some(note) if desired == current => note,
@@ -2160,6 +2215,47 @@ mod tests {
     }
 
     #[test]
+    fn the_hpa_clock_decides_one_to_n_and_the_polling_clock_zero_to_one() {
+        // min 0: activation is KEDA's; threshold 30 (AverageValue).
+        let mut c = cfg(0, 10);
+        let hpa_only = Round {
+            activation: false,
+            hpa: true,
+        };
+        let poll_only = Round {
+            activation: true,
+            hpa: false,
+        };
+        let mut h = History::new(0);
+        // At zero, an HPA sync alone does nothing, however large the backlog.
+        let d = decide_round(&c, &[ok(900.0)], 0, &mut h, 1, hpa_only).unwrap();
+        assert_eq!((d.desired, d.reason), (0, Reason::Idle));
+        // KEDA's poll activates to 1 and nothing more.
+        let d = decide_round(&c, &[ok(900.0)], 0, &mut h, 2, poll_only).unwrap();
+        assert_eq!((d.desired, d.reason), (1, Reason::Activated { to: 1 }));
+        // A poll with no HPA sync due changes nothing at 1..N.
+        let d = decide_round(&c, &[ok(90.0)], 1, &mut h, 3, poll_only).unwrap();
+        assert_eq!((d.desired, d.reason), (1, Reason::AwaitingHpaSync));
+        // The HPA's sync scales 1 → 3 without KEDA's poll.
+        let d = decide_round(&c, &[ok(90.0)], 1, &mut h, 4, hpa_only).unwrap();
+        assert_eq!(d.desired, 3);
+        // An HPA sync never deactivates: inactive at 3, it goes to the HPA minimum (1), not 0.
+        c.cooldown_period_seconds = 0;
+        let d = decide_round(&c, &[ok(0.0)], 3, &mut h, 100, hpa_only).unwrap();
+        assert!(d.desired >= 1, "{d:?}");
+        // KEDA's poll after the cooldown does.
+        let d = decide_round(&c, &[ok(0.0)], 1, &mut h, 200, poll_only).unwrap();
+        assert_eq!((d.desired, d.reason), (0, Reason::Deactivated { to: 0 }));
+        // Both due: what decide() does.
+        let (mut h1, mut h2) = (History::new(0), History::new(0));
+        for (t, v, cur) in [(1, 90.0, 1), (2, 300.0, 3), (3, 0.0, 10)] {
+            let a = decide(&c, &[ok(v)], cur, &mut h1, t).unwrap();
+            let b = decide_round(&c, &[ok(v)], cur, &mut h2, t, Round::BOTH).unwrap();
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
     fn reason_labels_are_stable_snake_case_and_explained() {
         let all = [
             (Reason::Paused, "paused"),
@@ -2175,6 +2271,7 @@ mod tests {
                 "cooling_down",
             ),
             (Reason::Idle, "idle"),
+            (Reason::AwaitingHpaSync, "awaiting_hpa_sync"),
             (Reason::BelowMinReplicas { min: 2 }, "below_min_replicas"),
             (Reason::AboveMaxReplicas { max: 10 }, "above_max_replicas"),
             (

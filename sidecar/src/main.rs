@@ -59,6 +59,15 @@ struct Cli {
     /// Lease duration in seconds; a follower takes over this long after the leader stops renewing
     #[arg(long, env = "RMQ_SIDECAR_LEASE_DURATION_SECONDS", default_value_t = 15)]
     lease_duration_seconds: u64,
+    /// How often 1 <-> N is decided, in seconds: the HPA controller's
+    /// --horizontal-pod-autoscaler-sync-period (15 by default), which KEDA's HPA follows;
+    /// pollingInterval still drives activation 0 <-> 1. 0: both on pollingInterval
+    #[arg(
+        long,
+        env = "RMQ_SIDECAR_HPA_SYNC_PERIOD_SECONDS",
+        default_value_t = 15
+    )]
+    hpa_sync_period_seconds: u64,
     /// Scale without leader election (only when exactly one replica runs)
     #[arg(long, env = "RMQ_SIDECAR_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -191,7 +200,10 @@ async fn main() -> ExitCode {
     };
     tracing::info!(listen = %cli.listen, scaledobjects = runners.len(), dry_run = cli.dry_run, simulate = cli.simulate, "rmq-sidecar started");
     let server = tokio::spawn(rmq_sidecar::http::serve(listener, metrics));
-    for r in runners {
+    let hpa_sync =
+        (cli.hpa_sync_period_seconds > 0).then(|| Duration::from_secs(cli.hpa_sync_period_seconds));
+    for mut r in runners {
+        r.hpa_sync = hpa_sync;
         tokio::spawn(r.run());
     }
     let code = tokio::select! {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::future::join_all;
 
 use crate::config::ScaledObjectSpec;
-use crate::decide::{self, Decision, History, Observation, TriggerOutcome};
+use crate::decide::{self, Decision, History, Observation, Round, TriggerOutcome};
 use crate::leader::Leader;
 use crate::metrics::Metrics;
 use crate::scale::{ScaleError, ScaleTarget};
@@ -31,6 +31,9 @@ pub struct Runner {
     pub leader: Option<Arc<Leader>>,
     pub dry_run: bool,
     pub metrics: Arc<Metrics>,
+    /// The HPA controller's sync period: how often 1 ↔ N is decided (KEDA's `pollingInterval`
+    /// drives only 0 ↔ 1). None: both on `pollingInterval`.
+    pub hpa_sync: Option<Duration>,
     history: History,
 }
 
@@ -66,6 +69,7 @@ impl Runner {
             leader,
             dry_run,
             metrics,
+            hpa_sync: None,
             history: History::new(unix_now()),
         }
     }
@@ -78,20 +82,27 @@ impl Runner {
         self.leader.as_ref().is_none_or(|l| l.is_leader())
     }
 
-    /// One poll. An error means the target could not be read or written; the next poll retries.
+    /// One poll where both clocks are due. An error means the target could not be read or
+    /// written; the next poll retries.
     pub async fn poll(&mut self) -> Result<PollOutcome, ScaleError> {
+        self.poll_round(Round::BOTH).await
+    }
+
+    /// One poll of the clocks in `round`.
+    pub async fn poll_round(&mut self, round: Round) -> Result<PollOutcome, ScaleError> {
         let observations: Vec<Observation> =
             join_all(self.spec.triggers.iter().map(|t| self.sources.observe(t))).await;
         let current = match &self.target {
             Target::Kubernetes(t) => t.replicas().await?,
             Target::Simulated(n) => *n,
         };
-        let decision = decide::decide(
+        let decision = decide::decide_round(
             &self.spec.scaling,
             &observations,
             current,
             &mut self.history,
             unix_now(),
+            round,
         )
         .map_err(|e| ScaleError::Unsupported(e.to_string()))?;
         let key = self.key();
@@ -149,14 +160,28 @@ impl Runner {
         })
     }
 
-    /// Polls every `pollingInterval` until the task is dropped.
+    /// Polls until the task is dropped: KEDA's poll every `pollingInterval` and, with
+    /// `hpa_sync`, the HPA's sync on its own clock (a round where both are due does both).
     pub async fn run(mut self) {
-        let interval = Duration::from_secs(u64::from(self.spec.polling_interval_seconds.max(1)));
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let polling = Duration::from_secs(u64::from(self.spec.polling_interval_seconds.max(1)));
+        let hpa = self.hpa_sync.unwrap_or(polling).max(Duration::from_secs(1));
+        let start = tokio::time::Instant::now();
+        let (mut next_poll, mut next_hpa) = (start, start);
         loop {
-            ticker.tick().await;
-            if let Err(e) = self.poll().await {
+            tokio::time::sleep_until(next_poll.min(next_hpa)).await;
+            let now = tokio::time::Instant::now();
+            let round = Round {
+                activation: now >= next_poll,
+                hpa: now >= next_hpa,
+            };
+            // Missed ticks are skipped, not bunched (like MissedTickBehavior::Delay).
+            while next_poll <= now {
+                next_poll += polling;
+            }
+            while next_hpa <= now {
+                next_hpa += hpa;
+            }
+            if let Err(e) = self.poll_round(round).await {
                 let key = self.key();
                 self.metrics.record_scale_error(&key, e.cause());
                 tracing::warn!(scaledobject = %key, cause = e.cause(), "{e}");
