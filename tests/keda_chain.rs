@@ -1,0 +1,462 @@
+//! The real KEDA chain: keda-operator and keda-adapter v2.21.0 and the HPA controller of
+//! kube-controller-manager v1.34.4 (built from the Go module proxy by `tests/rig/keda.sh`), beside
+//! the rig's kube-apiserver with the aggregation layer on, scaling Deployments from a real
+//! Apache RocketMQ 5.3.3 broker read by the exporter:
+//!
+//! - the ARMS guide's ScaledObject (stock `prometheus` trigger, its query and threshold) on the
+//!   rig's Prometheus: 90 messages → 3 replicas, a flood → 10, drained → 2, with the sidecar on a
+//!   twin Deployment deciding the same counts, sampled every second;
+//! - the exporter's own KEDA external scaler with `external` and `external-push` triggers,
+//!   activating 0 → 1 → N and back to 0 after the cooldown.
+//!
+//! The controller manager syncs HPAs every second here (`--horizontal-pod-autoscaler-sync-period
+//! 1s`) and the sidecar runs the HPA's clock at the same period, to keep the test short; the
+//! defaults (15 s) are measured by `bench/keda_chain.sh`.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use support::{bin, free_port, name, repo_root, start_prometheus, Exporter, Rig, RigOptions};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn rmq() -> &'static Rig {
+    static RIG: OnceLock<Rig> = OnceLock::new();
+    RIG.get_or_init(|| {
+        Rig::start(RigOptions {
+            version: "5.3.3",
+            brokers: 1,
+            slave: false,
+            acl: false,
+        })
+    })
+}
+
+struct Chain {
+    env: HashMap<String, String>,
+}
+
+fn read_env(path: PathBuf) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn script(args: &[&str]) -> String {
+    let out = Command::new("bash").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One cluster for the whole file: API server, etcd, controller manager, KEDA.
+fn chain() -> &'static Chain {
+    static CHAIN: OnceLock<Chain> = OnceLock::new();
+    CHAIN.get_or_init(|| {
+        let dir = support::scratch().join(name("keda"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.to_str().unwrap();
+        let owner = std::process::id().to_string();
+        let rig = repo_root().join("tests/rig");
+        let (kube, keda) = (rig.join("kube.sh"), rig.join("keda.sh"));
+        script(&[
+            kube.to_str().unwrap(),
+            "start",
+            "--dir",
+            d,
+            "--owner-pid",
+            &owner,
+        ]);
+        let t = Instant::now();
+        script(&[
+            keda.to_str().unwrap(),
+            "start",
+            "--dir",
+            d,
+            "--hpa-sync",
+            "1s",
+            "--owner-pid",
+            &owner,
+        ]);
+        println!("KEDA and the controller manager up in {:?}", t.elapsed());
+        let mut env = read_env(dir.join("kube.env"));
+        env.extend(read_env(dir.join("keda.env")));
+        Chain { env }
+    })
+}
+
+impl Chain {
+    fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let mut child = Command::new(&self.env["KUBECTL"])
+            .args(["--kubeconfig", &self.env["KUBECONFIG_ADMIN"]])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        self.kubectl_in(args, None)
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.kubectl_in(&["apply", "-f", "-"], Some(yaml));
+    }
+
+    fn deployment(&self, name: &str, replicas: u32) {
+        self.kubectl(&[
+            "create",
+            "deployment",
+            name,
+            "--image=registry.invalid/app:1",
+            &format!("--replicas={replicas}"),
+        ]);
+    }
+
+    /// spec.replicas of each deployment, in one call.
+    fn replicas(&self, names: &[&str]) -> Vec<u32> {
+        let mut args = vec!["get", "deployment"];
+        args.extend_from_slice(names);
+        args.extend_from_slice(&["-o", "jsonpath={range .items[*]}{.spec.replicas} {end}"]);
+        self.kubectl(&args)
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    }
+}
+
+/// Samples deployments' spec.replicas about every second until `until` says stop.
+struct Sampler {
+    samples: Vec<(f64, Vec<u32>)>,
+    start: Instant,
+}
+
+impl Sampler {
+    fn new() -> Self {
+        Sampler {
+            samples: Vec::new(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Samples until every deployment has `want`, or panics after `timeout`.
+    fn until(&mut self, c: &Chain, names: &[&str], want: u32, timeout: Duration) -> f64 {
+        let t0 = Instant::now();
+        loop {
+            let at = Instant::now();
+            let r = c.replicas(names);
+            self.samples
+                .push((self.start.elapsed().as_secs_f64(), r.clone()));
+            if r.iter().all(|&n| n == want) {
+                return t0.elapsed().as_secs_f64();
+            }
+            assert!(
+                t0.elapsed() < timeout,
+                "replicas {r:?} of {names:?}, expected {want} within {timeout:?}; samples {:?}",
+                self.samples
+            );
+            std::thread::sleep(Duration::from_secs(1).saturating_sub(at.elapsed()));
+        }
+    }
+
+    /// The distinct values a column went through.
+    fn path(&self, col: usize) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        for (_, r) in &self.samples {
+            if out.last() != Some(&r[col]) {
+                out.push(r[col]);
+            }
+        }
+        out
+    }
+}
+
+fn exporter(groups: &[&str], keda: Option<&str>) -> Exporter {
+    let allow = format!("^({})$", groups.join("|"));
+    let mut args = vec![
+        "--namesrv",
+        rmq().namesrv(),
+        "--interval",
+        "1",
+        "--deadline",
+        "1",
+        "--group-allow",
+        &allow,
+        "--instance-id",
+        "rig",
+    ];
+    if let Some(k) = keda {
+        args.extend_from_slice(&["--keda-listen", k]);
+    }
+    Exporter::start(&args)
+}
+
+struct Sidecar(Child);
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sidecar(c: &Chain, yaml: &str) -> (Sidecar, PathBuf) {
+    let file = support::scratch().join(format!("{}.yaml", name("so")));
+    std::fs::write(&file, yaml).unwrap();
+    let log = support::scratch().join(format!("{}.log", name("sidecar")));
+    let child = Command::new(bin("rmq-sidecar"))
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args([
+            "--kubeconfig",
+            &c.env["KUBECONFIG_ADMIN"],
+            "--no-leader-election",
+        ])
+        .args(["--hpa-sync-period-seconds", "1"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (Sidecar(child), log)
+}
+
+/// The ARMS guide's ScaledObject for `target`, with its query on the rig's topic and instance,
+/// and the short scale-down window the issue allows.
+fn guide_scaledobject(so: &str, target: &str, prom: &str, topic: &str) -> String {
+    format!(
+        r#"apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: {so}
+  namespace: default
+spec:
+  scaleTargetRef:
+    name: {target}
+  maxReplicaCount: 10
+  minReplicaCount: 2
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleDown:
+          stabilizationWindowSeconds: 10
+  triggers:
+  - type: prometheus
+    metadata:
+      serverAddress: http://{prom}
+      metricName: rocketmq_consumer_inflight_messages
+      query: sum({{__name__=~"rocketmq_consumer_ready_messages|rocketmq_consumer_inflight_messages",instance_id="rig",topic=~"{topic}"}}) by (consumer_group)
+      threshold: '30'
+"#
+    )
+}
+
+#[test]
+fn the_guides_scaledobject_on_real_keda_and_the_sidecar_decide_the_same_replicas() {
+    let c = chain();
+    let rig = rmq();
+    let (t, g) = (name("T"), name("G"));
+    rig.produce(&t, 10, 8);
+    rig.consume(&g, &t, 10);
+    let exp = exporter(&[&g], None);
+    let (prom, _dir) = start_prometheus(&exp.addr);
+    let (app, twin) = (
+        name("app").to_lowercase().replace('_', "-"),
+        name("twin").to_lowercase().replace('_', "-"),
+    );
+    c.deployment(&app, 2);
+    c.deployment(&twin, 2);
+    let so = format!("guide-{app}");
+    c.apply(&guide_scaledobject(&so, &app, &prom, &t));
+    let (_sc, sidecar_log) = sidecar(
+        c,
+        &guide_scaledobject(&format!("twin-{app}"), &twin, &prom, &t),
+    );
+    let hpa = format!("keda-hpa-{so}");
+    // KEDA has created its HPA and the HPA reads the metric through the adapter.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = c.kubectl(&[
+            "get",
+            "hpa",
+            &hpa,
+            "--ignore-not-found",
+            "-o",
+            "jsonpath={.status.currentMetrics[0].external.current.averageValue}",
+        ]);
+        if !out.trim().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "HPA {hpa} reads no metric: {}",
+            c.kubectl(&["describe", "hpa", &hpa])
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let both = [app.as_str(), twin.as_str()];
+    let mut s = Sampler::new();
+    s.until(c, &both, 2, WAIT);
+
+    rig.produce(&t, 90, 8);
+    let up = s.until(c, &both, 3, WAIT);
+    let targets = c.kubectl(&["get", "hpa", &hpa]);
+    println!("90 messages → 3 replicas in {up:.1} s\n{targets}");
+    let shape = regex::Regex::new(r"\s\d+(m)?/30 \(avg\)\s").unwrap();
+    assert!(
+        shape.is_match(&targets),
+        "TARGETS is not like `30/30 (avg)`:\n{targets}"
+    );
+
+    rig.produce(&t, 1000, 8);
+    let flood = s.until(c, &both, 10, WAIT);
+    println!("flood → 10 in {flood:.1} s");
+    rig.consume(&g, &t, 1090);
+    let down = s.until(c, &both, 2, WAIT);
+    println!("drained → 2 in {down:.1} s");
+
+    let (keda_path, sidecar_path) = (s.path(0), s.path(1));
+    println!("KEDA + HPA went {keda_path:?}; the sidecar went {sidecar_path:?}");
+    // Every sample: the sidecar equals KEDA + HPA at that second or within one sync (1 s) and
+    // one sampling step either side.
+    let mut worst = 0usize;
+    for (i, (at, r)) in s.samples.iter().enumerate() {
+        let near = |k: usize| {
+            s.samples[i.saturating_sub(k)..=(i + k).min(s.samples.len() - 1)]
+                .iter()
+                .any(|(_, o)| o[0] == r[1])
+        };
+        let k = (0..=3).find(|&k| near(k)).unwrap_or_else(|| {
+            panic!(
+                "at {at:.1} s the sidecar had {} replicas, KEDA + HPA never that within 3 s; samples {:?}\nsidecar log:\n{}",
+                r[1],
+                s.samples,
+                std::fs::read_to_string(&sidecar_log).unwrap_or_default()
+            )
+        });
+        worst = worst.max(k);
+    }
+    assert_eq!(keda_path.first(), Some(&2));
+    assert_eq!(keda_path.last(), Some(&2));
+    println!(
+        "{} samples: the sidecar matched KEDA + HPA within {worst} s at every one",
+        s.samples.len()
+    );
+}
+
+#[test]
+fn external_and_external_push_triggers_on_the_exporters_scaler_activate_and_deactivate() {
+    let c = chain();
+    let rig = rmq();
+    let (t, g) = (name("T"), name("G"));
+    rig.produce(&t, 10, 8);
+    rig.consume(&g, &t, 10);
+    let keda = format!("127.0.0.1:{}", free_port());
+    let _exp = exporter(&[&g], Some(&keda));
+    let (pull, push) = (
+        name("pull").to_lowercase().replace('_', "-"),
+        name("push").to_lowercase().replace('_', "-"),
+    );
+    c.deployment(&pull, 0);
+    c.deployment(&push, 0);
+    for (target, kind, polling) in [(&pull, "external", 1), (&push, "external-push", 30)] {
+        c.apply(&format!(
+            r#"apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: so-{target}
+  namespace: default
+spec:
+  scaleTargetRef:
+    name: {target}
+  pollingInterval: {polling}
+  cooldownPeriod: 5
+  minReplicaCount: 0
+  maxReplicaCount: 10
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleDown:
+          stabilizationWindowSeconds: 5
+  triggers:
+  - type: {kind}
+    metadata:
+      scalerAddress: {keda}
+      consumerGroup: {g}
+      topic: '{t}'
+      instanceId: rig
+      threshold: '30'
+      activationThreshold: '5'
+"#
+        ));
+    }
+    let both = [pull.as_str(), push.as_str()];
+    let mut s = Sampler::new();
+    s.until(c, &both, 0, WAIT);
+    rig.produce(&t, 90, 8);
+    let up = s.until(c, &both, 3, WAIT);
+    println!("0 → 3 in {up:.1} s (external, pollingInterval 1; external-push, pollingInterval 30)");
+    let pushed = s
+        .samples
+        .iter()
+        .find(|(_, r)| r[1] > 0)
+        .map(|(at, _)| *at)
+        .unwrap();
+    rig.consume(&g, &t, 90);
+    let down = s.until(c, &both, 0, WAIT);
+    println!("drained → 0 in {down:.1} s (cooldownPeriod 5)");
+    println!(
+        "external went {:?}, external-push went {:?}; push activated at {pushed:.1} s",
+        s.path(0),
+        s.path(1)
+    );
+    for col in 0..2 {
+        let path = s.path(col);
+        assert_eq!(
+            (path.first(), path.last()),
+            (Some(&0), Some(&0)),
+            "{path:?}"
+        );
+        assert!(path.contains(&3), "{path:?}");
+    }
+    // external-push polls every 30 s: activation sooner than the first poll after the
+    // ScaledObject was created came from StreamIsActive.
+    assert!(
+        pushed < 28.0,
+        "external-push activated only after {pushed:.1} s"
+    );
+}
