@@ -460,3 +460,134 @@ spec:
         "external-push activated only after {pushed:.1} s"
     );
 }
+
+#[test]
+fn the_guides_trigger_authentication_reaches_a_prometheus_behind_basic_auth() {
+    let c = chain();
+    let rig = rmq();
+    let (t, g) = (name("T"), name("G"));
+    rig.produce(&t, 10, 8);
+    rig.consume(&g, &t, 10);
+    let exp = exporter(&[&g], None);
+    let dir = support::scratch().join(name("prom-auth"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (user, password) = ("keda", "s3cret-Pr0m");
+    let out = script(&[
+        repo_root()
+            .join("tests/rig/prometheus.sh")
+            .to_str()
+            .unwrap(),
+        "start",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--target",
+        &exp.addr,
+        "--owner-pid",
+        &std::process::id().to_string(),
+        "--basic-auth",
+        &format!("{user}:{password}"),
+    ]);
+    let prom = out.trim().trim_start_matches("PROM=").to_string();
+    let (status, _) = support::http_get(&prom, "/api/v1/query?query=up").unwrap();
+    assert_eq!(
+        status, 401,
+        "Prometheus must refuse a request without credentials"
+    );
+    use base64::Engine;
+    let value = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let app = name("auth").to_lowercase().replace('_', "-");
+    let twin = format!("{app}-twin");
+    c.deployment(&app, 2);
+    c.deployment(&twin, 2);
+    // The guide's Secret, TriggerAuthentication and ScaledObject (authModes custom).
+    let auth = format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: keda-prom-secret-{app}
+  namespace: default
+stringData:
+  customAuthHeader: Authorization
+  customAuthValue: "{value}"
+---
+apiVersion: keda.sh/v1alpha1
+kind: TriggerAuthentication
+metadata:
+  name: keda-prom-creds-{app}
+  namespace: default
+spec:
+  secretTargetRef:
+    - parameter: customAuthHeader
+      name: keda-prom-secret-{app}
+      key: customAuthHeader
+    - parameter: customAuthValue
+      name: keda-prom-secret-{app}
+      key: customAuthValue
+"#
+    );
+    let with_auth = |so: &str, target: &str| {
+        guide_scaledobject(so, target, &prom, &t).replace(
+            "      threshold: '30'\n",
+            &format!("      threshold: '30'\n      authModes: \"custom\"\n    authenticationRef:\n      name: keda-prom-creds-{app}\n"),
+        )
+    };
+    c.apply(&format!(
+        "{auth}---\n{}",
+        with_auth(&format!("guide-{app}"), &app)
+    ));
+    // The sidecar reads the same objects; the Secret comes as a mounted-Secret directory.
+    let secrets = support::scratch().join(name("secrets"));
+    let sdir = secrets.join(format!("keda-prom-secret-{app}"));
+    std::fs::create_dir_all(&sdir).unwrap();
+    std::fs::write(sdir.join("customAuthHeader"), "Authorization").unwrap();
+    std::fs::write(sdir.join("customAuthValue"), &value).unwrap();
+    let file = support::scratch().join(format!("{}.yaml", name("so")));
+    let auth_only: String = auth.split("---\n").nth(1).unwrap().to_string();
+    std::fs::write(
+        &file,
+        format!(
+            "{auth_only}---\n{}",
+            with_auth(&format!("twin-{app}"), &twin)
+        ),
+    )
+    .unwrap();
+    let log = support::scratch().join(format!("{}.log", name("sidecar")));
+    let _sc = Sidecar(
+        Command::new(bin("rmq-sidecar"))
+            .args([
+                "--config",
+                file.to_str().unwrap(),
+                "--secrets-dir",
+                secrets.to_str().unwrap(),
+            ])
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "--kubeconfig",
+                &c.env["KUBECONFIG_ADMIN"],
+                "--no-leader-election",
+                "--hpa-sync-period-seconds",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let both = [app.as_str(), twin.as_str()];
+    let mut s = Sampler::new();
+    s.until(c, &both, 2, WAIT);
+    rig.produce(&t, 90, 8);
+    let up = s.until(c, &both, 3, WAIT);
+    let hpa = c.kubectl(&["get", "hpa", &format!("keda-hpa-guide-{app}")]);
+    println!(
+        "through basic auth: 90 messages → 3 replicas in {up:.1} s (KEDA and the sidecar)\n{hpa}"
+    );
+    let sidecar_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !sidecar_log.contains(password),
+        "the password is in the sidecar's log"
+    );
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # prometheus.sh start --dir DIR --target HOST:PORT [--owner-pid PID] [--scrape-interval 1s]
+#                    [--basic-auth USER:PASSWORD]   (served behind basic auth, its own --web.config.file)
 # prometheus.sh stop --dir DIR
 #
 # Starts Debian's Prometheus (installed with apt-get when missing) on a free loopback port,
@@ -21,13 +22,14 @@ ensure_installed() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 cmd=${1:-}; shift || true
-dir="" target="" owner="" interval="1s"
+dir="" target="" owner="" interval="1s" basic=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --dir) dir=$2; shift 2 ;;
     --target) target=$2; shift 2 ;;
     --owner-pid) owner=$2; shift 2 ;;
     --scrape-interval) interval=$2; shift 2 ;;
+    --basic-auth) basic=$2; shift 2 ;;
     *) die "unknown argument $1" ;;
   esac
 done
@@ -48,15 +50,23 @@ scrape_configs:
     static_configs:
       - targets: ['$target']
 CONF
+    web=() curl_auth=()
+    if [[ -n "$basic" ]]; then
+      hash="$(python3 -c 'import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1024)))' "${basic#*:}" 2>/dev/null)"
+      [[ "$hash" == '$2'* ]] || die "could not make a bcrypt hash"
+      printf 'basic_auth_users:\n  %s: %s\n' "${basic%%:*}" "$hash" > "$dir/web.yml"
+      web=(--web.config.file="$dir/web.yml")
+      curl_auth=(-u "$basic")
+    fi
     nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/prom-data" \
-      --web.listen-address="127.0.0.1:$port" --log.level=warn > "$dir/prometheus.log" 2>&1 &
+      --web.listen-address="127.0.0.1:$port" --log.level=warn "${web[@]}" > "$dir/prometheus.log" 2>&1 &
     pid=$!
     echo "$pid" > "$dir/prometheus.pid"
     if [[ -n "$owner" ]]; then
       nohup bash -c "while kill -0 $owner 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 1; done; kill $pid 2>/dev/null" >/dev/null 2>&1 &
     fi
     for _ in $(seq 1 100); do
-      if curl -fsS "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; then
+      if curl -fsS "${curl_auth[@]}" "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; then
         echo "PROM=127.0.0.1:$port" | tee "$dir/prom.env"
         exit 0
       fi
