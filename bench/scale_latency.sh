@@ -78,7 +78,7 @@ spec:
       threshold: '30'
 YAML
 "$rel/rmq-sidecar" --config "$dir/so.yaml" --kubeconfig "$kcfg" --listen "127.0.0.1:$(port)" \
-  --no-leader-election --log-level warn & pids+=($!)
+  --no-leader-election --hpa-sync-period-seconds 0 --log-level warn & pids+=($!)
 
 replicas() { k get deployment "$1" -o 'jsonpath={.spec.replicas}'; }
 wait_for() { # deployment replicas timeout_s

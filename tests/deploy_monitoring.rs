@@ -641,10 +641,7 @@ fn helm_chart_renders_monitors_rules_and_keda_port() {
     );
 
     let container = exporter(&docs);
-    assert_eq!(
-        container["args"],
-        json!(["--keda-listen=0.0.0.0:9879"])
-    );
+    assert_eq!(container["args"], json!(["--keda-listen=0.0.0.0:9879"]));
     assert!(container["ports"]
         .as_array()
         .unwrap()
@@ -780,10 +777,7 @@ exporter:
         .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "rel-rmq-exporter")
         .unwrap()["spec"]["template"]["spec"]["containers"][0]
         .clone();
-    assert_eq!(
-        container["args"],
-        json!(["--keda-listen=0.0.0.0:9191"])
-    );
+    assert_eq!(container["args"], json!(["--keda-listen=0.0.0.0:9191"]));
 
     for (values, message) in [
         (
