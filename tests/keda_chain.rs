@@ -62,40 +62,43 @@ fn script(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// One cluster for the whole file: API server, etcd, controller manager, KEDA.
+/// An API server, etcd, the controller manager (HPA sync `hpa_sync`) and KEDA.
+fn start_chain(hpa_sync: &str) -> Chain {
+    let dir = support::scratch().join(name("keda"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    let owner = std::process::id().to_string();
+    let rig = repo_root().join("tests/rig");
+    let (kube, keda) = (rig.join("kube.sh"), rig.join("keda.sh"));
+    script(&[
+        kube.to_str().unwrap(),
+        "start",
+        "--dir",
+        d,
+        "--owner-pid",
+        &owner,
+    ]);
+    let t = Instant::now();
+    script(&[
+        keda.to_str().unwrap(),
+        "start",
+        "--dir",
+        d,
+        "--hpa-sync",
+        hpa_sync,
+        "--owner-pid",
+        &owner,
+    ]);
+    println!("KEDA and the controller manager up in {:?}", t.elapsed());
+    let mut env = read_env(dir.join("kube.env"));
+    env.extend(read_env(dir.join("keda.env")));
+    Chain { env }
+}
+
+/// One cluster for the tests of this file, HPA sync 1 s.
 fn chain() -> &'static Chain {
     static CHAIN: OnceLock<Chain> = OnceLock::new();
-    CHAIN.get_or_init(|| {
-        let dir = support::scratch().join(name("keda"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let d = dir.to_str().unwrap();
-        let owner = std::process::id().to_string();
-        let rig = repo_root().join("tests/rig");
-        let (kube, keda) = (rig.join("kube.sh"), rig.join("keda.sh"));
-        script(&[
-            kube.to_str().unwrap(),
-            "start",
-            "--dir",
-            d,
-            "--owner-pid",
-            &owner,
-        ]);
-        let t = Instant::now();
-        script(&[
-            keda.to_str().unwrap(),
-            "start",
-            "--dir",
-            d,
-            "--hpa-sync",
-            "1s",
-            "--owner-pid",
-            &owner,
-        ]);
-        println!("KEDA and the controller manager up in {:?}", t.elapsed());
-        let mut env = read_env(dir.join("kube.env"));
-        env.extend(read_env(dir.join("keda.env")));
-        Chain { env }
-    })
+    CHAIN.get_or_init(|| start_chain("1s"))
 }
 
 impl Chain {
@@ -590,4 +593,190 @@ spec:
         !sidecar_log.contains(password),
         "the password is in the sidecar's log"
     );
+}
+
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+/// `bench/keda_chain.sh`: backlog at the broker → spec.replicas changed, at the default
+/// intervals (exporter 10 s, Prometheus scrape 15 s, HPA sync 15 s, pollingInterval 30 s), for the
+/// real KEDA + HPA with the guide's `prometheus` trigger, for KEDA with the `external-push`
+/// trigger on the exporter's scaler, and for the sidecar's direct path, side by side.
+#[test]
+#[ignore = "benchmark: run by bench/keda_chain.sh"]
+fn bench_backlog_to_replicas_at_default_intervals() {
+    let samples: usize = std::env::var("RMQ_BENCH_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let c = &start_chain("15s");
+    let rig = rmq();
+    let (t, g) = (name("T"), name("G"));
+    rig.produce(&t, 10, 8);
+    rig.consume(&g, &t, 10);
+    let keda = format!("127.0.0.1:{}", free_port());
+    let allow = format!("^{g}$");
+    let exp = Exporter::start(&[
+        "--namesrv",
+        rig.namesrv(),
+        "--group-allow",
+        &allow,
+        "--instance-id",
+        "rig",
+        "--keda-listen",
+        &keda,
+    ]);
+    let dir = support::scratch().join(name("prom"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = script(&[
+        repo_root()
+            .join("tests/rig/prometheus.sh")
+            .to_str()
+            .unwrap(),
+        "start",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--target",
+        &exp.addr,
+        "--owner-pid",
+        &std::process::id().to_string(),
+        "--scrape-interval",
+        "15s",
+    ]);
+    let prom = out.trim().trim_start_matches("PROM=").to_string();
+    let base = name("b").to_lowercase().replace('_', "-");
+    let (kp, kx, sc) = (
+        format!("{base}-prom"),
+        format!("{base}-push"),
+        format!("{base}-sidecar"),
+    );
+    for d in [&kp, &kx, &sc] {
+        c.deployment(d, 2);
+    }
+    c.apply(&guide_scaledobject(&format!("so-{kp}"), &kp, &prom, &t));
+    c.apply(&format!(
+        r#"apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: so-{kx}
+  namespace: default
+spec:
+  scaleTargetRef:
+    name: {kx}
+  minReplicaCount: 2
+  maxReplicaCount: 10
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleDown:
+          stabilizationWindowSeconds: 10
+  triggers:
+  - type: external-push
+    metadata:
+      scalerAddress: {keda}
+      consumerGroup: {g}
+      threshold: '30'
+"#
+    ));
+    let file = support::scratch().join(format!("{}.yaml", name("so")));
+    std::fs::write(
+        &file,
+        format!(
+            r#"apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: so-{sc}
+  namespace: default
+spec:
+  scaleTargetRef:
+    name: {sc}
+  minReplicaCount: 2
+  maxReplicaCount: 10
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleDown:
+          stabilizationWindowSeconds: 10
+  triggers:
+  - type: rocketmq-exporter
+    metadata:
+      url: http://{}/metrics
+      consumerGroup: {g}
+      threshold: '30'
+"#,
+            exp.addr
+        ),
+    )
+    .unwrap();
+    let _sidecar = Sidecar(
+        Command::new(bin("rmq-sidecar"))
+            .args([
+                "--config",
+                file.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .args([
+                "--kubeconfig",
+                &c.env["KUBECONFIG_ADMIN"],
+                "--no-leader-election",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let names = [kp.as_str(), kx.as_str(), sc.as_str()];
+    let labels = [
+        "KEDA + HPA, prometheus trigger (guide)",
+        "KEDA + HPA, external-push trigger",
+        "rmq-sidecar, rocketmq-exporter trigger",
+    ];
+    let mut s = Sampler::new();
+    s.until(c, &names, 2, WAIT);
+    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    for i in 0..samples {
+        // Start at a different phase of the 10 s / 15 s clocks each time.
+        std::thread::sleep(Duration::from_millis(3_700 * i as u64 % 15_000));
+        rig.produce(&t, 90, 8);
+        let t0 = Instant::now();
+        let mut done = [None; 3];
+        while done.iter().any(Option::is_none) {
+            assert!(
+                t0.elapsed() < WAIT,
+                "sample {i}: replicas {:?}",
+                c.replicas(&names)
+            );
+            let r = c.replicas(&names);
+            for k in 0..3 {
+                if done[k].is_none() && r[k] >= 3 {
+                    done[k] = Some(t0.elapsed().as_secs_f64());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for k in 0..3 {
+            lat[k].push(done[k].unwrap());
+        }
+        println!(
+            "sample {}: {:?}",
+            i + 1,
+            done.map(|d| format!("{:.1} s", d.unwrap()))
+        );
+        rig.consume(&g, &t, 90);
+        s.until(c, &names, 2, Duration::from_secs(180));
+    }
+    let (base_median, _, _) = stats(&lat[0]);
+    for k in 0..3 {
+        let (md, mn, mx) = stats(&lat[k]);
+        println!(
+            "{:<42} median {md:5.1} s  min {mn:5.1}  max {mx:5.1}  (n={})  ratio to the guide's path {:.2}",
+            labels[k],
+            lat[k].len(),
+            md / base_median
+        );
+    }
 }
