@@ -26,6 +26,9 @@ use support::{
 
 const WAIT: Duration = Duration::from_secs(90);
 
+/// Per (panel, query) a check of its rows.
+type Checks<'a> = HashMap<(&'a str, &'a str), Box<dyn Fn(&Rows) -> bool>>;
+
 fn dashboard_path(file: &str) -> PathBuf {
     repo_root().join("dashboards").join(file)
 }
@@ -410,7 +413,7 @@ fn evaluate(
     prom: &str,
     dash: &Value,
     vars: &[(String, String)],
-    checks: &HashMap<(&str, &str), Box<dyn Fn(&Rows) -> bool>>,
+    checks: &Checks<'_>,
 ) -> Vec<String> {
     let mut seen = Vec::new();
     for panel in panels(dash) {
@@ -598,7 +601,7 @@ fn scaling_dashboard_queries_return_the_sidecars_numbers() {
     let (good_so, src_so, tgt_so) = (so(&good), so(&bad_source), so(&bad_target));
     let is = |row: &(BTreeMap<String, String>, f64), so: &str| label(row, "scaledobject") == so;
     let value_of = move |rows: &Rows, so: &str| rows.iter().find(|r| is(r, so)).map(|r| r.1);
-    let mut checks: HashMap<(&str, &str), Box<dyn Fn(&Rows) -> bool>> = HashMap::new();
+    let mut checks: Checks<'_> = HashMap::new();
     checks.insert(
         ("Backlog (ready + inflight) by consumer group", "A"),
         Box::new(|r: &Rows| r.len() == 1 && r[0].1 == 90.0),
@@ -686,7 +689,7 @@ fn scaling_dashboard_queries_return_the_sidecars_numbers() {
         .find(|p| p["title"] == "Exporter freshness")
         .expect("the backlog dashboard has an Exporter freshness row");
     let freshness = serde_json::json!({ "panels": [row] });
-    let mut checks: HashMap<(&str, &str), Box<dyn Fn(&Rows) -> bool>> = HashMap::new();
+    let mut checks: Checks<'_> = HashMap::new();
     checks.insert(
         ("Oldest value age", "A"),
         // A broker read every second: its values are at most a few seconds old.
