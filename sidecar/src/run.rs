@@ -35,6 +35,56 @@ pub struct Runner {
     /// drives only 0 ↔ 1). None: both on `pollingInterval`.
     pub hpa_sync: Option<Duration>,
     history: History,
+    log: DecisionLog,
+    /// Scale errors by cause: when each was last logged (at most once a minute each).
+    scale_errors_logged: std::collections::HashMap<&'static str, std::time::Instant>,
+}
+
+/// Decision lines an operator can live with: info when the desired count or the reason changes,
+/// a warning when a trigger starts failing and at most once a minute while it goes on, every
+/// other poll at debug. `rmq_sidecar_decisions_total` and the other metrics keep every poll.
+#[derive(Debug, Default)]
+pub struct DecisionLog {
+    last: Option<(u32, &'static str)>,
+    warned_at: Option<std::time::Instant>,
+}
+
+/// How often a failure that goes on is logged again.
+pub const REPEAT_EVERY: Duration = Duration::from_secs(60);
+
+impl DecisionLog {
+    /// The level of this poll's line.
+    pub fn level(
+        &mut self,
+        desired: u32,
+        reason: &'static str,
+        failing: bool,
+        now: std::time::Instant,
+    ) -> tracing::Level {
+        // A round where only KEDA's poll was due says nothing new about 1 <-> N.
+        let changed = reason != "awaiting_hpa_sync"
+            && self.last.is_some_and(|(d, r)| (d, r) != (desired, reason))
+            || self.last.is_none();
+        if reason != "awaiting_hpa_sync" || self.last.is_none() {
+            self.last = Some((desired, reason));
+        }
+        if failing {
+            let due = self
+                .warned_at
+                .is_none_or(|at| now.duration_since(at) >= REPEAT_EVERY);
+            if changed || due {
+                self.warned_at = Some(now);
+                return tracing::Level::WARN;
+            }
+            return tracing::Level::DEBUG;
+        }
+        self.warned_at = None;
+        if changed {
+            tracing::Level::INFO
+        } else {
+            tracing::Level::DEBUG
+        }
+    }
 }
 
 /// What one poll did.
@@ -71,6 +121,8 @@ impl Runner {
             metrics,
             hpa_sync: None,
             history: History::new(unix_now()),
+            log: DecisionLog::default(),
+            scale_errors_logged: std::collections::HashMap::new(),
         }
     }
 
@@ -119,17 +171,39 @@ impl Runner {
             })
             .collect();
         let leading = self.leading();
-        tracing::info!(
-            scaledobject = %key,
-            current,
-            desired = decision.desired,
-            reason = decision.reason.label(),
-            metric = %values.join(";"),
-            leader = leading,
-            dry_run = self.dry_run,
-            "{}",
-            decision.reason
+        let failing = decision.triggers.iter().any(|t| {
+            matches!(
+                t.outcome,
+                TriggerOutcome::Failed(_) | TriggerOutcome::Fallback(_)
+            )
+        });
+        let level = self.log.level(
+            decision.desired,
+            decision.reason.label(),
+            failing,
+            std::time::Instant::now(),
         );
+        macro_rules! decision_line {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    scaledobject = %key,
+                    current,
+                    desired = decision.desired,
+                    reason = decision.reason.label(),
+                    metric = %values.join(";"),
+                    leader = leading,
+                    dry_run = self.dry_run,
+                    "{}",
+                    decision.reason
+                )
+            };
+        }
+        match level {
+            tracing::Level::WARN => decision_line!(tracing::Level::WARN),
+            tracing::Level::INFO => decision_line!(tracing::Level::INFO),
+            _ => decision_line!(tracing::Level::DEBUG),
+        }
         let mut scaled_to = None;
         if decision.desired != current && leading {
             match &mut self.target {
@@ -184,8 +258,63 @@ impl Runner {
             if let Err(e) = self.poll_round(round).await {
                 let key = self.key();
                 self.metrics.record_scale_error(&key, e.cause());
-                tracing::warn!(scaledobject = %key, cause = e.cause(), "{e}");
+                let now = std::time::Instant::now();
+                let last = self.scale_errors_logged.get(e.cause()).copied();
+                if last.is_none_or(|at| now.duration_since(at) >= REPEAT_EVERY) {
+                    self.scale_errors_logged.insert(e.cause(), now);
+                    tracing::warn!(scaledobject = %key, cause = e.cause(), "{e}");
+                } else {
+                    tracing::debug!(scaledobject = %key, cause = e.cause(), "{e}");
+                }
+            } else if !self.scale_errors_logged.is_empty() {
+                let key = self.key();
+                tracing::info!(scaledobject = %key, "recovered: the target is read and written again");
+                self.scale_errors_logged.clear();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use tracing::Level;
+
+    #[test]
+    fn a_decision_is_news_when_desired_or_reason_changes_and_errors_once_a_minute() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Steady: only the first poll after a change is news.
+        let mut l = DecisionLog::default();
+        assert_eq!(l.level(3, "at_recommendation", false, at(0)), Level::INFO);
+        for s in 1..60 {
+            assert_eq!(
+                l.level(3, "at_recommendation", false, at(s)),
+                Level::DEBUG,
+                "{s}"
+            );
+            // KEDA-poll-only rounds in between are not a change either.
+            assert_eq!(
+                l.level(3, "awaiting_hpa_sync", false, at(s)),
+                Level::DEBUG,
+                "{s}"
+            );
+        }
+        assert_eq!(l.level(4, "scale_up", false, at(61)), Level::INFO);
+        // A failure: warned when it starts, then once a minute, and its end is news.
+        assert_eq!(l.level(4, "metrics_unavailable", true, at(62)), Level::WARN);
+        for s in 63..122 {
+            assert_eq!(
+                l.level(4, "metrics_unavailable", true, at(s)),
+                Level::DEBUG,
+                "{s}"
+            );
+        }
+        assert_eq!(
+            l.level(4, "metrics_unavailable", true, at(122)),
+            Level::WARN
+        );
+        assert_eq!(l.level(4, "at_recommendation", false, at(123)), Level::INFO);
     }
 }
