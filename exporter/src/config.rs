@@ -42,6 +42,12 @@ pub struct Cli {
     #[arg(long, env = "RMQ_EXPORTER_LISTEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// TLS and basic auth for /metrics: a web config file in the Prometheus exporter-toolkit
+    /// format (tls_server_config, basic_auth_users, http_server_config), re-read when it or a
+    /// file it names changes, and on SIGHUP [default: plain HTTP]
+    #[arg(long = "web.config.file", env = "RMQ_EXPORTER_WEB_CONFIG_FILE")]
+    #[serde(rename = "web_config_file", skip_serializing_if = "Option::is_none")]
+    pub web_config_file: Option<PathBuf>,
     /// Config file, TOML (.toml) or YAML (.yaml/.yml)
     #[arg(long, env = "RMQ_EXPORTER_CONFIG")]
     #[serde(skip)]
@@ -97,6 +103,7 @@ pub struct Cli {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct CommonFile {
     pub listen: String,
+    pub web_config_file: Option<PathBuf>,
     pub interval_seconds: f64,
     pub deadline_seconds: f64,
     pub log_format: String,
@@ -107,6 +114,7 @@ impl Default for CommonFile {
     fn default() -> Self {
         CommonFile {
             listen: "0.0.0.0:9877".into(),
+            web_config_file: None,
             interval_seconds: 10.0,
             deadline_seconds: 9.0,
             log_format: "text".into(),
@@ -125,6 +133,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The exporter-toolkit web config (None: plain HTTP).
+    pub web_config_file: Option<PathBuf>,
     pub interval: Duration,
     pub deadline: Duration,
     /// Apache RocketMQ clusters (remoting).
@@ -267,6 +277,7 @@ impl Config {
         let clusters = remoting.build(filters, interval, !apsaramq.is_empty())?;
         Ok(Config {
             listen,
+            web_config_file: f.web_config_file,
             interval,
             deadline,
             clusters,

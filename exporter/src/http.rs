@@ -2,25 +2,22 @@
 //! `/readyz` (a first cycle has completed).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+use rmq_web::Body;
 
 use crate::collector::Cache;
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-type Body = BoxBody<Bytes, Infallible>;
 
 fn reply(status: StatusCode, content_type: &str, body: Bytes) -> Response<Body> {
     with_body(status, content_type, Full::new(body).boxed())
@@ -72,23 +69,12 @@ pub fn route(cache: &Cache, stale_after: Duration, req: &Request<Incoming>) -> R
     }
 }
 
-/// Serves until the listener fails.
+/// Serves until the listener fails, with `web`'s TLS and basic auth (`rmq-web`).
 pub async fn serve(
     listener: TcpListener,
+    web: Arc<rmq_web::Web>,
     cache: Arc<Cache>,
     stale_after: Duration,
 ) -> std::io::Result<()> {
-    loop {
-        let (stream, _peer): (_, SocketAddr) = listener.accept().await?;
-        let cache = cache.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let resp = route(&cache, stale_after, &req);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    rmq_web::serve(listener, web, move |req| route(&cache, stale_after, req)).await
 }

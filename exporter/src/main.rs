@@ -88,6 +88,7 @@ async fn main() -> ExitCode {
         listen = %config.listen,
         clusters = config.clusters.len(),
         apsaramq = config.apsaramq.len(),
+        web_config = ?config.web_config_file,
         "serving /metrics"
     );
     let stale_after = config.interval * 3 + config.deadline;
@@ -128,7 +129,21 @@ async fn main() -> ExitCode {
             None => std::future::pending().await,
         }
     };
-    let server = tokio::spawn(rmq_exporter::http::serve(listener, cache, stale_after));
+    let web = match rmq_web::Web::new(config.web_config_file.clone()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("rmq-exporter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tokio::spawn(web.clone().watch());
+    tokio::spawn(reload_on_sighup(web.clone()));
+    let server = tokio::spawn(rmq_exporter::http::serve(
+        listener,
+        web.clone(),
+        cache,
+        stale_after,
+    ));
     let collection = tokio::spawn(collector.run(config.interval));
     tokio::select! {
         r = server => {
@@ -146,6 +161,23 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// SIGHUP: read the web config again now.
+async fn reload_on_sighup(web: std::sync::Arc<rmq_web::Web>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reading the web config again");
+            web.reload_and_log(true);
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
 }
 
 async fn shutdown_signal() {

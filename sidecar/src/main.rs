@@ -44,6 +44,11 @@ struct Cli {
     /// No Kubernetes at all: replicas live in memory, starting at minReplicaCount (for demos)
     #[arg(long, env = "RMQ_SIDECAR_SIMULATE")]
     simulate: bool,
+    /// TLS and basic auth for /metrics: a web config file in the Prometheus exporter-toolkit
+    /// format (tls_server_config, basic_auth_users, http_server_config), re-read when it or a
+    /// file it names changes, and on SIGHUP [default: plain HTTP]
+    #[arg(long = "web.config.file", env = "RMQ_SIDECAR_WEB_CONFIG_FILE")]
+    web_config_file: Option<PathBuf>,
     /// Address for /metrics and /healthz
     #[arg(long, env = "RMQ_SIDECAR_LISTEN", default_value = "0.0.0.0:9878")]
     listen: SocketAddr,
@@ -199,7 +204,26 @@ async fn main() -> ExitCode {
         Err(e) => return fail(format!("cannot listen on {}: {e}", cli.listen)),
     };
     tracing::info!(listen = %cli.listen, scaledobjects = runners.len(), dry_run = cli.dry_run, simulate = cli.simulate, "rmq-sidecar started");
-    let server = tokio::spawn(rmq_sidecar::http::serve(listener, metrics));
+    let web = match rmq_web::Web::new(cli.web_config_file.clone()) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    tokio::spawn(web.clone().watch());
+    {
+        let web = web.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reading the web config again");
+                web.reload_and_log(true);
+            }
+        });
+    }
+    let server = tokio::spawn(rmq_sidecar::http::serve(listener, web, metrics));
     let hpa_sync =
         (cli.hpa_sync_period_seconds > 0).then(|| Duration::from_secs(cli.hpa_sync_period_seconds));
     for mut r in runners {
