@@ -1,6 +1,7 @@
 //! `rmq-sidecar`: wiring only (flags, logging, Kubernetes client, leader election, one poll loop
 //! per ScaledObject, `/metrics`).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use rmq_sidecar::config;
+use rmq_sidecar::config::ScaledObjectSpec;
 use rmq_sidecar::leader::Leader;
 use rmq_sidecar::metrics::Metrics;
 use rmq_sidecar::run::{Runner, Target};
@@ -119,22 +121,10 @@ async fn main() -> ExitCode {
         Err(e) => return fail(format!("HTTP client: {e}")),
     };
     let metrics = Arc::new(Metrics::default());
-    let mut runners = Vec::new();
     let mut leader: Option<Arc<Leader>> = None;
-
-    if cli.simulate {
+    let client = if cli.simulate {
         metrics.set_leader(true);
-        for spec in specs {
-            let start = spec.scaling.min_replica_count;
-            runners.push(Runner::new(
-                spec,
-                sources.clone(),
-                Target::Simulated(start),
-                None,
-                false,
-                metrics.clone(),
-            ));
-        }
+        None
     } else {
         let client = match scale::client(cli.kubeconfig.as_deref()).await {
             Ok(c) => c,
@@ -171,64 +161,65 @@ async fn main() -> ExitCode {
             });
             Some(leader)
         };
-        for spec in specs {
-            let target =
-                match ScaleTarget::new(client.clone(), &spec.namespace, &spec.scale_target).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        return fail(format!(
-                            "ScaledObject {}/{}: {e}",
-                            spec.namespace, spec.name
-                        ))
-                    }
-                };
-            if let Err(e) = target.ensure_not_managed().await {
-                return fail(format!(
-                    "ScaledObject {}/{}: {e}",
-                    spec.namespace, spec.name
-                ));
-            }
-            runners.push(Runner::new(
-                spec,
-                sources.clone(),
-                Target::Kubernetes(Box::new(target)),
-                leader.clone(),
-                cli.dry_run,
-                metrics.clone(),
+        Some(client)
+    };
+    let hpa_sync =
+        (cli.hpa_sync_period_seconds > 0).then(|| Duration::from_secs(cli.hpa_sync_period_seconds));
+    let mut supervisor = Supervisor {
+        sources,
+        client,
+        leader: leader.clone(),
+        dry_run: cli.dry_run,
+        metrics: metrics.clone(),
+        hpa_sync,
+        running: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        last_load_error: None,
+    };
+    // At start, a ScaledObject that cannot run is fatal; later, on reload, it is logged.
+    for spec in specs {
+        if let Err(e) = supervisor.start(spec.clone()).await {
+            return fail(format!(
+                "ScaledObject {}/{}: {e}",
+                spec.namespace, spec.name
             ));
         }
     }
+    let scaledobjects = supervisor.running.len();
 
     let listener = match tokio::net::TcpListener::bind(cli.listen).await {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {}: {e}", cli.listen)),
     };
-    tracing::info!(listen = %cli.listen, scaledobjects = runners.len(), dry_run = cli.dry_run, simulate = cli.simulate, "rmq-sidecar started");
+    tracing::info!(listen = %cli.listen, scaledobjects, dry_run = cli.dry_run, simulate = cli.simulate, "rmq-sidecar started");
     let web = match rmq_web::Web::new(cli.web_config_file.clone()) {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
     tokio::spawn(web.clone().watch());
+    let server = tokio::spawn(rmq_sidecar::http::serve(listener, web.clone(), metrics));
+    // Reload: the ScaledObjects (and the web config) when their files change, and on SIGHUP.
     {
-        let web = web.clone();
+        let (config_path, secrets_dir) = (cli.config.clone(), cli.secrets_dir.clone());
         tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reading the web config again");
-                web.reload_and_log(true);
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut tick = tokio::time::interval(RELOAD_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let forced = tokio::select! {
+                    _ = tick.tick() => false,
+                    Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+                };
+                if forced {
+                    tracing::info!("SIGHUP: reading the ScaledObjects and the web config again");
+                    web.reload_and_log(true);
+                }
+                supervisor
+                    .reload(&config_path, secrets_dir.as_deref(), forced)
+                    .await;
             }
         });
-    }
-    let server = tokio::spawn(rmq_sidecar::http::serve(listener, web, metrics));
-    let hpa_sync =
-        (cli.hpa_sync_period_seconds > 0).then(|| Duration::from_secs(cli.hpa_sync_period_seconds));
-    for mut r in runners {
-        r.hpa_sync = hpa_sync;
-        tokio::spawn(r.run());
     }
     let code = tokio::select! {
         r = server => fail(format!("HTTP server stopped: {r:?}")),
@@ -241,6 +232,144 @@ async fn main() -> ExitCode {
         }
     }
     code
+}
+
+/// How often the ScaledObject file or directory is read again (content compared, so a ConfigMap
+/// volume's `..data` symlink swap is seen like any edit).
+const RELOAD_EVERY: Duration = Duration::from_secs(2);
+
+/// The poll loops that run, one per ScaledObject, and what is needed to start more.
+struct Supervisor {
+    sources: Arc<Sources>,
+    client: Option<kube::Client>,
+    leader: Option<Arc<Leader>>,
+    dry_run: bool,
+    metrics: Arc<Metrics>,
+    hpa_sync: Option<Duration>,
+    running: BTreeMap<String, Running>,
+    /// ScaledObjects that could not start on a reload, with the error last logged.
+    errors: BTreeMap<String, String>,
+    last_load_error: Option<String>,
+}
+
+struct Running {
+    spec: ScaledObjectSpec,
+    updates: tokio::sync::watch::Sender<ScaledObjectSpec>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn key(spec: &ScaledObjectSpec) -> String {
+    format!("{}/{}", spec.namespace, spec.name)
+}
+
+impl Supervisor {
+    /// Starts the poll loop of `spec`.
+    async fn start(&mut self, spec: ScaledObjectSpec) -> Result<(), String> {
+        let target = match &self.client {
+            None => Target::Simulated(spec.scaling.min_replica_count),
+            Some(client) => {
+                let target = ScaleTarget::new(client.clone(), &spec.namespace, &spec.scale_target)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                target
+                    .ensure_not_managed()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Target::Kubernetes(Box::new(target))
+            }
+        };
+        let (tx, rx) = tokio::sync::watch::channel(spec.clone());
+        let mut runner = Runner::new(
+            spec.clone(),
+            self.sources.clone(),
+            target,
+            self.leader.clone(),
+            self.dry_run && self.client.is_some(),
+            self.metrics.clone(),
+        );
+        runner.hpa_sync = self.hpa_sync;
+        runner.updates = Some(rx);
+        let task = tokio::spawn(runner.run());
+        self.running.insert(
+            key(&spec),
+            Running {
+                spec,
+                updates: tx,
+                task,
+            },
+        );
+        Ok(())
+    }
+
+    /// Reads the ScaledObjects again and applies what changed: added ones start, removed ones
+    /// stop, changed ones get their new spec in place (history kept) unless their target changed.
+    /// An invalid config keeps everything as it is, with one error line per distinct error.
+    async fn reload(
+        &mut self,
+        path: &std::path::Path,
+        secrets: Option<&std::path::Path>,
+        forced: bool,
+    ) {
+        let specs = match config::load(path, secrets) {
+            Ok(s) => s,
+            Err(e) => {
+                let e = e.to_string();
+                if forced || self.last_load_error.as_deref() != Some(e.as_str()) {
+                    tracing::error!("{e}; keeping the previous ScaledObjects");
+                    self.last_load_error = Some(e);
+                }
+                return;
+            }
+        };
+        if self.last_load_error.take().is_some() {
+            tracing::info!("ScaledObjects valid again");
+        }
+        let wanted: BTreeMap<String, ScaledObjectSpec> =
+            specs.into_iter().map(|s| (key(&s), s)).collect();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(r) = self.running.remove(&k) {
+                r.task.abort();
+                self.metrics.forget(&k);
+                tracing::info!(scaledobject = %k, "ScaledObject removed: no longer scaled");
+            }
+        }
+        self.errors.retain(|k, _| wanted.contains_key(k));
+        for (k, spec) in wanted {
+            match self.running.get_mut(&k) {
+                Some(r) if r.spec == spec => continue,
+                Some(r) if r.spec.scale_target == spec.scale_target => {
+                    r.spec = spec.clone();
+                    let _ = r.updates.send(spec);
+                    tracing::info!(scaledobject = %k, "ScaledObject changed: applied, history kept");
+                    continue;
+                }
+                Some(_) => {
+                    if let Some(r) = self.running.remove(&k) {
+                        r.task.abort();
+                    }
+                }
+                None => {}
+            }
+            match self.start(spec).await {
+                Ok(()) => {
+                    self.errors.remove(&k);
+                    tracing::info!(scaledobject = %k, "ScaledObject added");
+                }
+                Err(e) => {
+                    if self.errors.get(&k) != Some(&e) {
+                        tracing::error!(scaledobject = %k, "cannot scale it: {e}");
+                        self.errors.insert(k, e);
+                    }
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

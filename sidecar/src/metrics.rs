@@ -64,6 +64,18 @@ impl Metrics {
         self.with(|m| *m.scale_errors.entry((so.to_string(), cause)).or_default() += 1)
     }
 
+    /// Drops every series of a ScaledObject that is no longer configured.
+    pub fn forget(&self, so: &str) {
+        let mut i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        i.values.retain(|(k, _), _| k != so);
+        i.current.remove(so);
+        i.desired.remove(so);
+        i.decisions.retain(|(k, _), _| k != so);
+        i.source_errors.retain(|(k, _), _| k != so);
+        i.scale_errors.retain(|(k, _), _| k != so);
+        i.scales.remove(so);
+    }
+
     pub fn set_leader(&self, leader: bool) {
         self.with(|m| m.leader = Some(leader))
     }

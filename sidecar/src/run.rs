@@ -34,6 +34,8 @@ pub struct Runner {
     /// The HPA controller's sync period: how often 1 ↔ N is decided (KEDA's `pollingInterval`
     /// drives only 0 ↔ 1). None: both on `pollingInterval`.
     pub hpa_sync: Option<Duration>,
+    /// A changed spec for this ScaledObject (a reload); taken before the next round, history kept.
+    pub updates: Option<tokio::sync::watch::Receiver<ScaledObjectSpec>>,
     history: History,
     log: DecisionLog,
     /// Scale errors by cause: when each was last logged (at most once a minute each).
@@ -120,6 +122,7 @@ impl Runner {
             dry_run,
             metrics,
             hpa_sync: None,
+            updates: None,
             history: History::new(unix_now()),
             log: DecisionLog::default(),
             scale_errors_logged: std::collections::HashMap::new(),
@@ -237,12 +240,38 @@ impl Runner {
     /// Polls until the task is dropped: KEDA's poll every `pollingInterval` and, with
     /// `hpa_sync`, the HPA's sync on its own clock (a round where both are due does both).
     pub async fn run(mut self) {
-        let polling = Duration::from_secs(u64::from(self.spec.polling_interval_seconds.max(1)));
-        let hpa = self.hpa_sync.unwrap_or(polling).max(Duration::from_secs(1));
+        let intervals = |spec: &ScaledObjectSpec, hpa_sync: Option<Duration>| {
+            let polling = Duration::from_secs(u64::from(spec.polling_interval_seconds.max(1)));
+            (
+                polling,
+                hpa_sync.unwrap_or(polling).max(Duration::from_secs(1)),
+            )
+        };
+        let (mut polling, mut hpa) = intervals(&self.spec, self.hpa_sync);
         let start = tokio::time::Instant::now();
         let (mut next_poll, mut next_hpa) = (start, start);
+        let mut updates = self.updates.take();
         loop {
-            tokio::time::sleep_until(next_poll.min(next_hpa)).await;
+            let update = async {
+                match updates.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let changed = tokio::select! {
+                _ = tokio::time::sleep_until(next_poll.min(next_hpa)) => false,
+                ok = update => ok,
+            };
+            if changed {
+                if let Some(rx) = updates.as_mut() {
+                    self.spec = rx.borrow_and_update().clone();
+                    (polling, hpa) = intervals(&self.spec, self.hpa_sync);
+                    // A changed ScaledObject is read at once, like a new one.
+                    let now = tokio::time::Instant::now();
+                    (next_poll, next_hpa) = (now, now);
+                }
+                continue;
+            }
             let now = tokio::time::Instant::now();
             let round = Round {
                 activation: now >= next_poll,
