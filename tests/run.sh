@@ -2,7 +2,8 @@
 # tests/run.sh: the whole test suite, from a clean checkout on a fresh machine.
 #
 # Installs what the tests need (Debian's prometheus, the Apache RocketMQ jars from Maven Central,
-# the Kubernetes API server rig, KEDA and the controller manager, and helm), caching everything outside the repo
+# the Kubernetes API server rig, KEDA and the controller manager, helm, and for the image test
+# buildah, musl-tools and Rust's musl target), caching everything outside the repo
 # (~/.cache/rmq-rig for jars and binaries, ~/.cache/rmq-exporter/target for Cargo), then runs
 # every unit and integration test with cargo. Tests start and stop their own servers on loopback.
 set -euo pipefail
@@ -41,9 +42,17 @@ fi
 
 # One closing line over every test binary, after cargo's own per-binary lines.
 log=$(mktemp)
-trap 'rm -f "$log"; kill "$keda_pid" 2>/dev/null || true' EXIT
+image_pid=""
+trap 'rm -f "$log"; kill "$keda_pid" $image_pid 2>/dev/null || true' EXIT
 set +e
-cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+# Compile first; then the container images (static musl release binaries, buildah) build in the
+# background while the tests run (tests/image.rs waits for them on the same lock).
+cargo test --workspace --no-run 2>&1 | tee "$log"
+image_log="$HOME/.cache/rmq-rig/image-build.log"
+echo "tests/run.sh: container images, in the background (log: $image_log)" >&2
+nohup bash image/build.sh >"$image_log" 2>&1 </dev/null &
+image_pid=$!
+cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
