@@ -232,3 +232,153 @@ fn scaledobjects_added_changed_and_removed_in_a_configmap_directory_take_effect_
         assert!(log.contains(needle), "no `{needle}` line:\n{log}");
     }
 }
+
+/// The exporter's config file (a ConfigMap-shaped directory again): a cluster added, the
+/// allow-list widened, a cluster removed, an invalid edit; /metrics is polled every 50 ms
+/// throughout and never goes without the series of the cluster that stays.
+#[test]
+fn the_exporter_gains_and_drops_a_cluster_without_a_gap_in_metrics() {
+    let rig = Rig::start(RigOptions {
+        version: "5.3.3",
+        brokers: 1,
+        slave: false,
+        acl: false,
+    });
+    let (t, ga, gb) = (name("T"), name("GA"), name("GB"));
+    rig.produce(&t, 4, 4);
+    rig.consume(&ga, &t, 4);
+    rig.consume(&gb, &t, 4);
+    rig.produce(&t, 20, 4);
+    let cluster = |id: &str| {
+        format!(
+            "[[clusters]]\nnamesrv = \"{}\"\ninstance_id = \"{id}\"\n",
+            rig.namesrv()
+        )
+    };
+    let top = |groups: &str| {
+        format!("interval_seconds = 1\ndeadline_seconds = 1\ngroup_allow = \"^({groups})$\"\n")
+    };
+    let dir = scratch().join(name("exporter-configmap"));
+    std::fs::create_dir_all(&dir).unwrap();
+    publish(
+        &dir,
+        1,
+        &[("exporter.toml", format!("{}{}", top(&ga), cluster("one")))],
+    );
+    let exp = support::Exporter::start(&["--config", dir.join("exporter.toml").to_str().unwrap()]);
+    let series = |m: &Metrics, id: &str, g: &str| {
+        m.one(
+            "rocketmq_consumer_ready_messages",
+            &[("instance_id", id), ("consumer_group", g), ("topic", &t)],
+        )
+    };
+    exp.eventually(Duration::from_secs(60), |m| {
+        series(m, "one", &ga).filter(|v| *v == 20.0)
+    });
+
+    // Poll /metrics every 50 ms in the background.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (addr, stop, t, ga) = (exp.addr.clone(), stop.clone(), t.clone(), ga.clone());
+        std::thread::spawn(move || {
+            let mut pages = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let m =
+                    Metrics::parse(&http_get(&addr, "/metrics").map(|r| r.1).unwrap_or_default());
+                let has = |id: &str| {
+                    m.one(
+                        "rocketmq_consumer_ready_messages",
+                        &[("instance_id", id), ("consumer_group", &ga), ("topic", &t)],
+                    )
+                    .is_some()
+                };
+                pages.push((has("one"), has("two")));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            pages
+        })
+    };
+    let wait = |what: &str, f: &dyn Fn(&Metrics) -> bool| {
+        let t0 = Instant::now();
+        while !f(&exp.metrics()) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{what} not within 30 s:\n{}",
+                exp.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        t0.elapsed().as_secs_f64()
+    };
+    publish(
+        &dir,
+        2,
+        &[(
+            "exporter.toml",
+            format!("{}{}{}", top(&ga), cluster("one"), cluster("two")),
+        )],
+    );
+    let added = wait("cluster two", &|m| series(m, "two", &ga).is_some());
+    publish(
+        &dir,
+        3,
+        &[(
+            "exporter.toml",
+            format!(
+                "{}{}{}",
+                top(&format!("{ga}|{gb}")),
+                cluster("one"),
+                cluster("two")
+            ),
+        )],
+    );
+    let widened = wait("group b", &|m| {
+        series(m, "one", &gb).is_some() && series(m, "two", &gb).is_some()
+    });
+    publish(
+        &dir,
+        4,
+        &[(
+            "exporter.toml",
+            format!("{}{}", top(&format!("{ga}|{gb}")), cluster("two")),
+        )],
+    );
+    let dropped = wait("cluster one gone", &|m| {
+        series(m, "one", &ga).is_none() && series(m, "two", &ga).is_some()
+    });
+    publish(
+        &dir,
+        5,
+        &[(
+            "exporter.toml",
+            "interval_seconds = \"often\"\n".to_string(),
+        )],
+    );
+    wait("error line", &|_| {
+        exp.log_text().contains("keeping the previous config")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        series(&exp.metrics(), "two", &gb).is_some(),
+        "the previous config stays"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pages = poller.join().unwrap();
+    // No gap: every page has the series of a cluster that is configured at that moment.
+    let gaps = pages.iter().filter(|(one, two)| !one && !two).count();
+    assert_eq!(
+        gaps,
+        0,
+        "{gaps} of {} pages had neither cluster",
+        pages.len()
+    );
+    let first_two = pages.iter().position(|p| p.1).unwrap();
+    assert!(
+        pages[first_two..].iter().all(|p| p.1),
+        "cluster two went missing after it appeared"
+    );
+    println!(
+        "cluster added in {added:.1} s, allow-list widened in {widened:.1} s, cluster dropped in {dropped:.1} s; {} pages polled, none without series",
+        pages.len()
+    );
+}

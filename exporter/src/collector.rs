@@ -128,7 +128,8 @@ impl ErrorLog {
 }
 
 pub struct Collector {
-    sources: Vec<Box<dyn Source>>,
+    /// Each source with the settings it was built from (a reload keeps equal ones).
+    sources: Vec<(String, Box<dyn Source>)>,
     deadline: Duration,
     counters: Counters,
     cache: Arc<Cache>,
@@ -137,7 +138,11 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(sources: Vec<Box<dyn Source>>, deadline: Duration, cache: Arc<Cache>) -> Self {
+    pub fn new(
+        sources: Vec<(String, Box<dyn Source>)>,
+        deadline: Duration,
+        cache: Arc<Cache>,
+    ) -> Self {
         Collector {
             sources,
             deadline,
@@ -152,9 +157,9 @@ impl Collector {
     pub async fn cycle(&mut self) {
         let started = Instant::now();
         let deadline = started + self.deadline;
-        let reports = join_all(self.sources.iter().map(|s| s.collect(deadline))).await;
+        let reports = join_all(self.sources.iter().map(|(_, s)| s.collect(deadline))).await;
         let mut snapshot = Snapshot::default();
-        for (source, report) in self.sources.iter().zip(reports) {
+        for ((_, source), report) in self.sources.iter().zip(reports) {
             snapshot.series.extend(report.series);
             snapshot.targets.extend(report.targets);
             snapshot.rpcs += report.rpcs;
@@ -205,13 +210,43 @@ impl Collector {
         self.cache.store(snapshot, page);
     }
 
-    /// Runs cycles every `interval` until the task is dropped.
-    pub async fn run(mut self, interval: Duration) {
+    /// Replaces the sources with `new`, keeping each running source whose settings are equal
+    /// (its connections and last values stay); logs what was added and removed.
+    pub fn replace_sources(&mut self, new: Vec<(String, Box<dyn Source>)>) {
+        let mut old: Vec<(String, Box<dyn Source>)> = std::mem::take(&mut self.sources);
+        for (settings, fresh) in new {
+            match old.iter().position(|(s, _)| *s == settings) {
+                Some(i) => self.sources.push(old.swap_remove(i)),
+                None => {
+                    tracing::info!(source = fresh.name(), "source added");
+                    self.sources.push((settings, fresh));
+                }
+            }
+        }
+        for (_, gone) in old {
+            tracing::info!(source = gone.name(), "source removed");
+        }
+    }
+
+    /// Runs cycles every `interval` until the task is dropped; new source lists from `reloads`
+    /// are applied between cycles.
+    pub async fn run(
+        mut self,
+        interval: Duration,
+        mut reloads: tokio::sync::mpsc::UnboundedReceiver<Vec<(String, Box<dyn Source>)>>,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
-            self.cycle().await;
+            tokio::select! {
+                _ = ticker.tick() => self.cycle().await,
+                Some(sources) = reloads.recv() => {
+                    self.replace_sources(sources);
+                    // The new set is read at once; the last page is served meanwhile.
+                    self.cycle().await;
+                    ticker.reset();
+                }
+            }
         }
     }
 }

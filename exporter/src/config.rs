@@ -132,6 +132,8 @@ pub enum LogFormat {
 /// The validated configuration the process runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The config file it was read from (watched for changes).
+    pub config_file: Option<PathBuf>,
     pub listen: SocketAddr,
     /// The exporter-toolkit web config (None: plain HTTP).
     pub web_config_file: Option<PathBuf>,
@@ -241,6 +243,7 @@ impl Config {
         let keda: crate::keda::File = part(&figment)?;
         let mut config = Config::validate(common, &filters, remoting, openapi, cli.once)?;
         config.keda = keda.build()?;
+        config.config_file = cli.config.clone();
         Ok(config)
     }
 
@@ -276,6 +279,7 @@ impl Config {
         let apsaramq = openapi.build(filters)?;
         let clusters = remoting.build(filters, interval, !apsaramq.is_empty())?;
         Ok(Config {
+            config_file: None,
             listen,
             web_config_file: f.web_config_file,
             interval,

@@ -44,30 +44,18 @@ async fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    let mut sources: Vec<Box<dyn Source>> = config
-        .clusters
-        .iter()
-        .map(|c| Box::new(RemotingSource::new(c.clone())) as Box<dyn Source>)
-        .collect();
-    if !config.apsaramq.is_empty() {
-        let api = Api::new(std::time::Duration::from_secs(3));
-        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-        let env = |k: &str| std::env::var(k).ok();
-        let credentials =
-            match Credentials::detect(&env, home, &config.credentials, api.http().clone()).await {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("rmq-exporter: apsaramq: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-        tracing::info!(credentials = %credentials.describe(), "ApsaraMQ credentials");
-        for c in &config.apsaramq {
-            let source = OpenApiSource::new(c.clone(), api.clone(), credentials.clone());
-            tracing::info!(source = source.name(), endpoint = %c.endpoint.base, qps = c.qps, "reading ApsaraMQ");
-            sources.push(Box::new(source));
+    let mut builder = SourceBuilder::default();
+    let sources = match builder
+        .detect(&config)
+        .await
+        .and_then(|()| builder.build(&config))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rmq-exporter: {e}");
+            return ExitCode::from(2);
         }
-    }
+    };
     let cache = Arc::new(Cache::default());
     let mut collector = Collector::new(sources, config.deadline, cache.clone());
 
@@ -137,14 +125,15 @@ async fn main() -> ExitCode {
         }
     };
     tokio::spawn(web.clone().watch());
-    tokio::spawn(reload_on_sighup(web.clone()));
     let server = tokio::spawn(rmq_exporter::http::serve(
         listener,
         web.clone(),
         cache,
         stale_after,
     ));
-    let collection = tokio::spawn(collector.run(config.interval));
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+    let collection = tokio::spawn(collector.run(config.interval, reload_rx));
+    tokio::spawn(watch_config(config, builder, reload_tx, web.clone()));
     tokio::select! {
         r = server => {
             eprintln!("rmq-exporter: HTTP server stopped: {r:?}");
@@ -163,21 +152,125 @@ async fn main() -> ExitCode {
     }
 }
 
-/// SIGHUP: read the web config again now.
-async fn reload_on_sighup(web: std::sync::Arc<rmq_web::Web>) {
-    #[cfg(unix)]
-    {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
+/// Builds the sources of a config, and on a reload only the ones that changed: a source whose
+/// settings are the same keeps running with its state (connections, last values, rotation).
+#[derive(Default)]
+struct SourceBuilder {
+    api: Option<Api>,
+    credentials: Option<Arc<Credentials>>,
+}
+
+impl SourceBuilder {
+    /// Detects the ApsaraMQ credentials when the config reads ApsaraMQ (at start only).
+    async fn detect(&mut self, config: &Config) -> Result<(), String> {
+        if config.apsaramq.is_empty() || self.credentials.is_some() {
+            return Ok(());
+        }
+        let api = self
+            .api
+            .get_or_insert_with(|| Api::new(std::time::Duration::from_secs(3)))
+            .clone();
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        let env = |k: &str| std::env::var(k).ok();
+        let c = Credentials::detect(&env, home, &config.credentials, api.http().clone())
+            .await
+            .map_err(|e| format!("apsaramq: {e}"))?;
+        tracing::info!(credentials = %c.describe(), "ApsaraMQ credentials");
+        self.credentials = Some(c);
+        Ok(())
+    }
+
+    fn build(&self, config: &Config) -> Result<Vec<(String, Box<dyn Source>)>, String> {
+        let mut sources: Vec<(String, Box<dyn Source>)> = config
+            .clusters
+            .iter()
+            .map(|c| {
+                (
+                    format!("{c:?}"),
+                    Box::new(RemotingSource::new(c.clone())) as Box<dyn Source>,
+                )
+            })
+            .collect();
+        if !config.apsaramq.is_empty() {
+            let (Some(api), Some(credentials)) = (&self.api, &self.credentials) else {
+                return Err("apsaramq: instances added to a config that had none need a restart (credentials are detected at start)".into());
+            };
+            for c in &config.apsaramq {
+                let source = OpenApiSource::new(c.clone(), api.clone(), credentials.clone());
+                tracing::info!(source = source.name(), endpoint = %c.endpoint.base, qps = c.qps, "reading ApsaraMQ");
+                sources.push((format!("{c:?}"), Box::new(source)));
+            }
+        }
+        Ok(sources)
+    }
+}
+
+/// How often the config file is checked for changes (by content: a ConfigMap's `..data` swap is
+/// seen like any edit).
+const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads on a change of the config file and on SIGHUP: sources are swapped between cycles
+/// (the last page keeps being served, so /metrics has no gap); the web config is re-read too.
+/// Settings that need a restart (listen addresses, interval, log) are said so, once.
+async fn watch_config(
+    mut running: Config,
+    builder: SourceBuilder,
+    reloads: tokio::sync::mpsc::UnboundedSender<Vec<(String, Box<dyn Source>)>>,
+    web: std::sync::Arc<rmq_web::Web>,
+) {
+    let file = running.config_file.clone();
+    let read =
+        |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| std::fs::read(p).unwrap_or_default());
+    let mut last = read(&file);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(RELOAD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
         };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reading the web config again");
+        if forced {
+            tracing::info!("SIGHUP: reading the config and the web config again");
             web.reload_and_log(true);
         }
+        let now = read(&file);
+        if !forced && now == last {
+            continue;
+        }
+        last = now;
+        let config = match Config::load(Cli::parse()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("{e}; keeping the previous config");
+                continue;
+            }
+        };
+        let restart: Vec<&str> = [
+            ("listen", running.listen != config.listen),
+            ("interval_seconds", running.interval != config.interval),
+            ("deadline_seconds", running.deadline != config.deadline),
+            ("keda_listen", running.keda != config.keda),
+            (
+                "web_config_file",
+                running.web_config_file != config.web_config_file,
+            ),
+            ("log_level", running.log_level != config.log_level),
+        ]
+        .into_iter()
+        .filter_map(|(k, changed)| changed.then_some(k))
+        .collect();
+        if !restart.is_empty() {
+            tracing::warn!(keys = ?restart, "changed in the config, applied only by a restart");
+        }
+        match builder.build(&config) {
+            Ok(sources) => {
+                let _ = reloads.send(sources);
+                running = config;
+            }
+            Err(e) => tracing::error!("{e}; keeping the previous config"),
+        }
     }
-    #[cfg(not(unix))]
-    std::future::pending::<()>().await;
 }
 
 async fn shutdown_signal() {
