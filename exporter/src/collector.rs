@@ -127,9 +127,12 @@ impl ErrorLog {
     }
 }
 
+/// Each source with the settings it was built from (a reload keeps the equal ones).
+pub type Sources = Vec<(String, Box<dyn Source>)>;
+
 pub struct Collector {
     /// Each source with the settings it was built from (a reload keeps equal ones).
-    sources: Vec<(String, Box<dyn Source>)>,
+    sources: Sources,
     deadline: Duration,
     counters: Counters,
     cache: Arc<Cache>,
@@ -138,11 +141,7 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(
-        sources: Vec<(String, Box<dyn Source>)>,
-        deadline: Duration,
-        cache: Arc<Cache>,
-    ) -> Self {
+    pub fn new(sources: Sources, deadline: Duration, cache: Arc<Cache>) -> Self {
         Collector {
             sources,
             deadline,
@@ -212,8 +211,8 @@ impl Collector {
 
     /// Replaces the sources with `new`, keeping each running source whose settings are equal
     /// (its connections and last values stay); logs what was added and removed.
-    pub fn replace_sources(&mut self, new: Vec<(String, Box<dyn Source>)>) {
-        let mut old: Vec<(String, Box<dyn Source>)> = std::mem::take(&mut self.sources);
+    pub fn replace_sources(&mut self, new: Sources) {
+        let mut old: Sources = std::mem::take(&mut self.sources);
         for (settings, fresh) in new {
             match old.iter().position(|(s, _)| *s == settings) {
                 Some(i) => self.sources.push(old.swap_remove(i)),
@@ -233,7 +232,7 @@ impl Collector {
     pub async fn run(
         mut self,
         interval: Duration,
-        mut reloads: tokio::sync::mpsc::UnboundedReceiver<Vec<(String, Box<dyn Source>)>>,
+        mut reloads: tokio::sync::mpsc::UnboundedReceiver<Sources>,
     ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use rmq_exporter::collector::{Cache, Collector};
+use rmq_exporter::collector::{Cache, Collector, Sources};
 use rmq_exporter::config::{Cli, Config, LogFormat};
 use rmq_exporter::source::openapi::api::Api;
 use rmq_exporter::source::openapi::credentials::Credentials;
@@ -180,8 +180,8 @@ impl SourceBuilder {
         Ok(())
     }
 
-    fn build(&self, config: &Config) -> Result<Vec<(String, Box<dyn Source>)>, String> {
-        let mut sources: Vec<(String, Box<dyn Source>)> = config
+    fn build(&self, config: &Config) -> Result<Sources, String> {
+        let mut sources: Sources = config
             .clusters
             .iter()
             .map(|c| {
@@ -215,7 +215,7 @@ const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 async fn watch_config(
     mut running: Config,
     builder: SourceBuilder,
-    reloads: tokio::sync::mpsc::UnboundedSender<Vec<(String, Box<dyn Source>)>>,
+    reloads: tokio::sync::mpsc::UnboundedSender<Sources>,
     web: std::sync::Arc<rmq_web::Web>,
 ) {
     let file = running.config_file.clone();
