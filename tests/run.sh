@@ -45,13 +45,16 @@ log=$(mktemp)
 image_pid=""
 trap 'rm -f "$log"; kill "$keda_pid" $image_pid 2>/dev/null || true' EXIT
 set +e
-# Compile first; then the container images (static musl release binaries, buildah) build in the
-# background while the tests run (tests/image.rs waits for them on the same lock).
-cargo test --workspace --no-run 2>&1 | tee "$log"
+# The container images (static musl release binaries, buildah) build in the background while the
+# tests compile, not while they run: a release build beside the first tests starved the brokers'
+# JVMs (consume timeouts). tests/image.rs, which cargo runs last, waits on the same lock.
 image_log="$HOME/.cache/rmq-rig/image-build.log"
 echo "tests/run.sh: container images, in the background (log: $image_log)" >&2
 nohup bash image/build.sh >"$image_log" 2>&1 </dev/null &
 image_pid=$!
+cargo test --workspace --no-run 2>&1 | tee "$log"
+# Let the image build finish before the tests start (it is cached on later runs).
+wait "$image_pid" || echo "tests/run.sh: the image build failed (see $image_log); tests/image.rs will say why" >&2
 cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 set -e
