@@ -234,23 +234,20 @@ impl Drop for Sidecar {
     }
 }
 
-fn sidecar(c: &Chain, yaml: &str) -> (Sidecar, PathBuf) {
+/// rmq-sidecar scaling through the rig's API server, reading `yaml`, with `extra` flags.
+fn sidecar(c: &Chain, yaml: &str, extra: &[&str]) -> (Sidecar, PathBuf) {
     let file = support::scratch().join(format!("{}.yaml", name("so")));
     std::fs::write(&file, yaml).unwrap();
     let log = support::scratch().join(format!("{}.log", name("sidecar")));
     let child = Command::new(bin("rmq-sidecar"))
-        .args([
-            "--config",
-            file.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
+        .args(["--config", file.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
         .args([
             "--kubeconfig",
             &c.env["KUBECONFIG_ADMIN"],
             "--no-leader-election",
         ])
-        .args(["--hpa-sync-period-seconds", "1"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -308,6 +305,7 @@ fn the_guides_scaledobject_on_real_keda_and_the_sidecar_decide_the_same_replicas
     let (_sc, sidecar_log) = sidecar(
         c,
         &guide_scaledobject(&format!("twin-{app}"), &twin, &prom, &t),
+        &["--hpa-sync-period-seconds", "1"],
     );
     let hpa = format!("keda-hpa-{so}");
     // KEDA has created its HPA and the HPA reads the metric through the adapter.
@@ -472,25 +470,9 @@ fn the_guides_trigger_authentication_reaches_a_prometheus_behind_basic_auth() {
     rig.produce(&t, 10, 8);
     rig.consume(&g, &t, 10);
     let exp = exporter(&[&g], None);
-    let dir = support::scratch().join(name("prom-auth"));
-    std::fs::create_dir_all(&dir).unwrap();
     let (user, password) = ("keda", "s3cret-Pr0m");
-    let out = script(&[
-        repo_root()
-            .join("tests/rig/prometheus.sh")
-            .to_str()
-            .unwrap(),
-        "start",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--target",
-        &exp.addr,
-        "--owner-pid",
-        &std::process::id().to_string(),
-        "--basic-auth",
-        &format!("{user}:{password}"),
-    ]);
-    let prom = out.trim().trim_start_matches("PROM=").to_string();
+    let (prom, _dir) =
+        support::start_prometheus_with(&exp.addr, &["--basic-auth", &format!("{user}:{password}")]);
     let (status, _) = support::http_get(&prom, "/api/v1/query?query=up").unwrap();
     assert_eq!(
         status, 401,
@@ -547,37 +529,19 @@ spec:
     std::fs::create_dir_all(&sdir).unwrap();
     std::fs::write(sdir.join("customAuthHeader"), "Authorization").unwrap();
     std::fs::write(sdir.join("customAuthValue"), &value).unwrap();
-    let file = support::scratch().join(format!("{}.yaml", name("so")));
     let auth_only: String = auth.split("---\n").nth(1).unwrap().to_string();
-    std::fs::write(
-        &file,
-        format!(
+    let (_sc, log) = sidecar(
+        c,
+        &format!(
             "{auth_only}---\n{}",
             with_auth(&format!("twin-{app}"), &twin)
         ),
-    )
-    .unwrap();
-    let log = support::scratch().join(format!("{}.log", name("sidecar")));
-    let _sc = Sidecar(
-        Command::new(bin("rmq-sidecar"))
-            .args([
-                "--config",
-                file.to_str().unwrap(),
-                "--secrets-dir",
-                secrets.to_str().unwrap(),
-            ])
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-            .args([
-                "--kubeconfig",
-                &c.env["KUBECONFIG_ADMIN"],
-                "--no-leader-election",
-                "--hpa-sync-period-seconds",
-                "1",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+        &[
+            "--secrets-dir",
+            secrets.to_str().unwrap(),
+            "--hpa-sync-period-seconds",
+            "1",
+        ],
     );
     let both = [app.as_str(), twin.as_str()];
     let mut s = Sampler::new();
@@ -629,24 +593,7 @@ fn bench_backlog_to_replicas_at_default_intervals() {
         "--keda-listen",
         &keda,
     ]);
-    let dir = support::scratch().join(name("prom"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = script(&[
-        repo_root()
-            .join("tests/rig/prometheus.sh")
-            .to_str()
-            .unwrap(),
-        "start",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--target",
-        &exp.addr,
-        "--owner-pid",
-        &std::process::id().to_string(),
-        "--scrape-interval",
-        "15s",
-    ]);
-    let prom = out.trim().trim_start_matches("PROM=").to_string();
+    let (prom, _dir) = support::start_prometheus_with(&exp.addr, &["--scrape-interval", "15s"]);
     let base = name("b").to_lowercase().replace('_', "-");
     let (kp, kx, sc) = (
         format!("{base}-prom"),
@@ -681,10 +628,10 @@ spec:
       threshold: '30'
 "#
     ));
-    let file = support::scratch().join(format!("{}.yaml", name("so")));
-    std::fs::write(
-        &file,
-        format!(
+    // The sidecar at its defaults (HPA clock 15 s, pollingInterval 30 s).
+    let (_sidecar, _) = sidecar(
+        c,
+        &format!(
             r#"apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
 metadata:
@@ -709,25 +656,7 @@ spec:
 "#,
             exp.addr
         ),
-    )
-    .unwrap();
-    let _sidecar = Sidecar(
-        Command::new(bin("rmq-sidecar"))
-            .args([
-                "--config",
-                file.to_str().unwrap(),
-                "--listen",
-                &format!("127.0.0.1:{}", free_port()),
-            ])
-            .args([
-                "--kubeconfig",
-                &c.env["KUBECONFIG_ADMIN"],
-                "--no-leader-election",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        &[],
     );
     let names = [kp.as_str(), kx.as_str(), sc.as_str()];
     let labels = [

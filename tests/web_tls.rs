@@ -11,96 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{bin, free_port, name, scratch};
+use support::{bin, certs, free_port, name, scratch};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn leaf(dir: &Path, who: &str, cn: &str, ext: &str) {
-    std::fs::write(dir.join(format!("{who}.ext")), ext).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{who}.key"),
-            "-out",
-            &format!("{who}.csr"),
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{who}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{who}.ext"),
-            "-out",
-            &format!("{who}.crt"),
-        ],
-    );
-}
-
-fn certs(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test-ca",
-        ],
-    );
-    leaf(
-        dir,
-        "server",
-        "server-one",
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    );
-    leaf(
-        dir,
-        "server2",
-        "server-two",
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    );
-    leaf(dir, "client", "prometheus", "extendedKeyUsage=clientAuth\n");
+fn make_certs(dir: &Path) {
+    certs::ca(dir);
+    let server = "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n";
+    certs::leaf(dir, "server", "server-one", server);
+    certs::leaf(dir, "server2", "server-two", server);
+    certs::leaf(dir, "client", "prometheus", "extendedKeyUsage=clientAuth\n");
 }
 
 fn bcrypt(password: &str) -> String {
@@ -191,7 +109,7 @@ fn prometheus_scrapes_both_binaries_over_mutual_tls_with_basic_auth_and_everythi
 {
     let dir = scratch().join(name("web-tls"));
     std::fs::create_dir_all(&dir).unwrap();
-    certs(&dir);
+    make_certs(&dir);
     let password = "Scr4pe-Secret-9";
     let web = dir.join("web.yml");
     let web_text = format!(

@@ -550,12 +550,19 @@ pub fn backlog(m: &Metrics, topic: &str, group: &str) -> Option<(f64, f64, f64)>
 /// Starts Debian's Prometheus scraping `target` every second (tests/rig/prometheus.sh);
 /// returns (its address, its rig directory). It stops when this process exits.
 pub fn start_prometheus(target: &str) -> (String, PathBuf) {
+    start_prometheus_with(target, &[])
+}
+
+/// [`start_prometheus`] with more `prometheus.sh start` options (`--scrape-interval 15s`,
+/// `--basic-auth USER:PASSWORD`).
+pub fn start_prometheus_with(target: &str, options: &[&str]) -> (String, PathBuf) {
     let dir = scratch().join(name("prom"));
     std::fs::create_dir_all(&dir).unwrap();
     let out = Command::new("bash")
         .arg(rig_script("prometheus.sh"))
         .args(["start", "--dir", dir.to_str().unwrap(), "--target", target])
         .args(["--owner-pid", &std::process::id().to_string()])
+        .args(options)
         .output()
         .unwrap();
     let stdout = must(out, "prometheus.sh start");
@@ -779,4 +786,97 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Test certificates made with `openssl` in a directory: a CA (`ca.crt`, `ca.key`) and leaves
+/// signed by it (`<who>.crt`, `<who>.key`), P-256, valid two days.
+pub mod certs {
+    use std::path::Path;
+    use std::process::Command;
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `ca.crt` and `ca.key` in `dir`.
+    pub fn ca(dir: &Path) {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test-ca",
+            ],
+        );
+    }
+
+    /// `<who>.crt` and `<who>.key` for subject `cn`, with the extensions `ext` (openssl's
+    /// extfile lines), signed by the CA in `dir`.
+    pub fn leaf(dir: &Path, who: &str, cn: &str, ext: &str) {
+        std::fs::write(dir.join(format!("{who}.ext")), ext).unwrap();
+        let (key, csr, crt, extfile) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.crt"),
+            format!("{who}.ext"),
+        );
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
+                "-out",
+                &crt,
+            ],
+        );
+    }
 }
