@@ -496,3 +496,32 @@ fn queue_metrics_give_per_queue_lag_that_sums_to_the_total() {
     let committed = m.find("rocketmq_consumer_queue_committed_offset", &l);
     assert_eq!(committed.iter().sum::<f64>(), 8.0);
 }
+
+/// 5.x brokers and name servers start with `tls.server.mode=permissive` and Netty's self-signed
+/// certificate: plain and TLS clients both get in. An exporter told to speak TLS without checking
+/// the certificate reads the same backlog as a plain one.
+#[test]
+fn permissive_default_servers_answer_tls_with_the_same_backlog() {
+    let rig = rig();
+    let (t, g) = (name("TP"), name("GP"));
+    rig.produce(&t, 10, 2);
+    rig.consume(&g, &t, 10);
+    rig.produce(&t, 9, 2);
+    let plain = exporter_for(rig.namesrv(), &[&g], &[]);
+    let tls = exporter_for(
+        rig.namesrv(),
+        &[&g],
+        &["--tls", "--tls-insecure-skip-verify"],
+    );
+    for e in [&plain, &tls] {
+        let m = e.eventually(WAIT, |m| {
+            backlog(m, &t, &g)
+                .filter(|b| b.2 == 9.0)
+                .map(|_| m.text.clone())
+        });
+        let m = Metrics::parse(&m);
+        assert_eq!(backlog(&m, &t, &g), Some((9.0, 0.0, 9.0)));
+        assert!(m.find("rocketmq_exporter_errors_total", &[]).is_empty());
+        assert_eq!(m.find("rocketmq_exporter_up", &[]).iter().sum::<f64>(), 3.0);
+    }
+}

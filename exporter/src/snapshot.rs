@@ -77,7 +77,7 @@ pub struct TargetHealth {
 pub struct SourceReport {
     pub series: Vec<ConsumerSeries>,
     pub targets: Vec<TargetHealth>,
-    /// Each error of the cycle: its cause label (connect, timeout, closed, bad_frame, bad_body,
+    /// Each error of the cycle: its cause label (connect, tls, timeout, closed, bad_frame, bad_body,
     /// auth, remote_error, deadline, throttled, credentials) and a message for the log (the
     /// collector logs them, see [`crate::collector::ErrorLog`]).
     pub errors: Vec<(&'static str, String)>,

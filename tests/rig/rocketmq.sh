@@ -2,7 +2,12 @@
 # rocketmq.sh — start/stop a throw-away Apache RocketMQ cluster on 127.0.0.1 for tests.
 #
 #   rocketmq.sh start --version V --dir DIR [--brokers 1|2] [--slave] [--acl] [--owner-pid PID]
+#                     [--tls permissive|enforcing --tls-dir CERTS [--tls-client-auth none|optional|require]]
 #                     (--slave: broker-a also gets a slave, node broker-a-slave, brokerId 1)
+#                     (--tls: every node serves TLS with CERTS/server.crt+server.key; clients (brokers
+#                      to the name server, mqadmin, LoadGen, the readiness probe) speak TLS and present
+#                      CERTS/client.crt+client.key when present; client certificates are checked
+#                      against CERTS/ca.crt)
 #   rocketmq.sh stop --dir DIR
 #   rocketmq.sh kill-broker  --dir DIR --name broker-a|broker-b|broker-a-slave     (kill -9)
 #   rocketmq.sh start-broker --dir DIR --name broker-a|broker-b|broker-a-slave     (same ports/store, waits ready)
@@ -75,6 +80,24 @@ version_jvm() {
 
 py() { python3 - "$@"; }
 
+# TLS_JVM: the TlsSystemConfig properties of every rig JVM (needs TLS_MODE, TLS_DIR, TLS_CLIENT_AUTH)
+tls_jvm() {
+  TLS_JVM=()
+  unset RIG_TLS_DIR
+  [[ -n "${TLS_MODE:-}" ]] || return 0
+  export RIG_TLS_DIR="$TLS_DIR"
+  TLS_JVM=(-Dtls.server.mode="$TLS_MODE" -Dtls.enable=true -Dtls.test.mode.enable=false
+    -Dtls.config.file="$RMQ_HOME_DIR/conf/tls.properties"
+    -Dtls.server.certPath="$TLS_DIR/server.crt" -Dtls.server.keyPath="$TLS_DIR/server.key"
+    -Dtls.server.need.client.auth="$TLS_CLIENT_AUTH" -Dtls.server.trustCertPath="$TLS_DIR/ca.crt"
+    -Dtls.client.authServer=false)
+  [[ "$TLS_CLIENT_AUTH" != none ]] && TLS_JVM+=(-Dtls.server.authClient=true)
+  if [[ -f "$TLS_DIR/client.crt" ]]; then
+    TLS_JVM+=(-Dtls.client.certPath="$TLS_DIR/client.crt" -Dtls.client.keyPath="$TLS_DIR/client.key")
+  fi
+  return 0
+}
+
 # pick_ports NSIMPLE NBROKER -> prints NSIMPLE single free ports then NBROKER broker base ports L
 # (L-2 = VIP channel, L = main, L+1 = HA must all be free). Checked by binding 0.0.0.0.
 pick_ports() {
@@ -118,12 +141,21 @@ PY
 # Speaks the RocketMQ remoting JSON protocol directly (fast readiness probe; no JVM).
 remoting_req() {
   py "$1" "$2" <<'PY'
-import json, socket, struct, sys
+import json, os, socket, struct, sys
 host, port = sys.argv[1].rsplit(":", 1)
 code = int(sys.argv[2])
 try:
     s = socket.create_connection((host, int(port)), timeout=2)
     s.settimeout(3)
+    certs = os.environ.get("RIG_TLS_DIR")
+    if certs:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if os.path.exists(os.path.join(certs, "client.crt")):
+            ctx.load_cert_chain(os.path.join(certs, "client.crt"), os.path.join(certs, "client.key"))
+        s = ctx.wrap_socket(s)
     hdr = json.dumps({"code": code, "flag": 0, "language": "JAVA", "opaque": 1,
                       "serializeTypeCurrentRPC": "JSON", "version": 401, "extFields": {}}).encode()
     s.sendall(struct.pack(">ii", 4 + len(hdr), len(hdr)) + hdr)
@@ -177,6 +209,8 @@ load_state() {
   [[ -f "$DIR/state" ]] || die "$DIR/state not found (rig not started with this --dir?)"
   # shellcheck disable=SC1091
   source "$DIR/state"
+  TLS_MODE="${TLS_MODE:-}" TLS_DIR="${TLS_DIR:-}" TLS_CLIENT_AUTH="${TLS_CLIENT_AUTH:-none}"
+  tls_jvm
 }
 
 write_logback_49() {
@@ -223,7 +257,8 @@ write_run_script() {
       # the broker jar's rmq.broker.logback.xml would otherwise win for every JVM on this classpath
       VERSION_JVM+=("-Drmq.logback.configurationFile=rmq.${node%%-*}.logback.xml")
     fi
-    printf ' %q' "${heap[@]}" "${COMMON_JVM[@]}" "${JDK_OPENS[@]}" "${VERSION_JVM[@]}" \
+    tls_jvm
+    printf ' %q' "${heap[@]}" "${COMMON_JVM[@]}" "${JDK_OPENS[@]}" "${VERSION_JVM[@]}" ${TLS_JVM[@]+"${TLS_JVM[@]}"} \
       "-Drocketmq.home.dir=$RMQ_HOME_DIR" "-Duser.home=$nd" "-Djava.io.tmpdir=$nd/tmp" "-Drig.node=$node" \
       "-Drocketmq.client.logRoot=$nd/logs/rocketmqlogs"
     # shellcheck disable=SC2086
@@ -311,6 +346,7 @@ print_env() {
 
 cmd_start() {
   local version="" brokers=1 slave=0 acl=0 owner=""
+  TLS_MODE="" TLS_DIR="" TLS_CLIENT_AUTH=none
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --version) version="$2"; shift 2 ;;
@@ -319,6 +355,9 @@ cmd_start() {
       --slave) slave=1; shift ;;
       --acl) acl=1; shift ;;
       --owner-pid) owner="$2"; shift 2 ;;
+      --tls) TLS_MODE="$2"; shift 2 ;;
+      --tls-dir) TLS_DIR="$2"; shift 2 ;;
+      --tls-client-auth) TLS_CLIENT_AUTH="$2"; shift 2 ;;
       *) die "start: unknown argument $1" ;;
     esac
   done
@@ -326,6 +365,16 @@ cmd_start() {
   [[ -n "${DIR:-}" ]] || die "start: --dir is required"
   [[ "$brokers" == 1 || "$brokers" == 2 ]] || die "start: --brokers must be 1 or 2"
   if [[ -n "$owner" ]] && ! pid_alive "$owner"; then die "start: --owner-pid $owner is not alive"; fi
+  case "$TLS_MODE" in
+    "") [[ -z "$TLS_DIR" ]] || die "start: --tls-dir needs --tls permissive|enforcing" ;;
+    permissive|enforcing)
+      [[ -n "$TLS_DIR" ]] || die "start: --tls needs --tls-dir"
+      TLS_DIR="$(cd "$TLS_DIR" && pwd)"
+      local f
+      for f in ca.crt server.crt server.key; do [[ -f "$TLS_DIR/$f" ]] || die "start: $TLS_DIR/$f not found"; done ;;
+    *) die "start: --tls must be permissive or enforcing" ;;
+  esac
+  case "$TLS_CLIENT_AUTH" in none|optional|require) ;; *) die "start: --tls-client-auth must be none, optional or require" ;; esac
   mkdir -p "$DIR"
   DIR="$(cd "$DIR" && pwd)"
   if [[ -f "$DIR/state" ]]; then
@@ -378,6 +427,9 @@ cmd_start() {
     echo "BROKERS=$brokers"
     echo "SLAVE=$slave"
     echo "ACL=$acl"
+    echo "TLS_MODE=$TLS_MODE"
+    echo "TLS_DIR=$(printf %q "$TLS_DIR")"
+    echo "TLS_CLIENT_AUTH=$TLS_CLIENT_AUTH"
   } >"$DIR/state"
 
   # --- env (public interface)
@@ -397,7 +449,12 @@ cmd_start() {
       echo "SECRET_KEY=$ACL_SK"
     fi
     echo "ROCKETMQ_HOME=$RMQ_HOME_DIR"
+    echo "TLS=$TLS_MODE"
   } >"$DIR/env"
+  # TLS settings come from the JVM flags only: an empty file stops /etc/rocketmq/tls.properties
+  # from being read.
+  : >"$RMQ_HOME_DIR/conf/tls.properties"
+  tls_jvm
 
   ((is5)) || write_logback_49
 
@@ -651,6 +708,8 @@ tool_jvm() {
     "-Drocketmq.home.dir=$RMQ_HOME_DIR" "-Duser.home=$DIR/tools" "-Djava.io.tmpdir=$DIR/tools" "-Drocketmq.client.logRoot=$DIR/tools/logs/rocketmqlogs")
   # shellcheck disable=SC2206
   [[ -n "${RMQ_RIG_JVM_OPTS:-}" ]] && TOOL_JVM+=($RMQ_RIG_JVM_OPTS)
+  tls_jvm
+  TOOL_JVM+=(${TLS_JVM[@]+"${TLS_JVM[@]}"})
   return 0
 }
 

@@ -112,6 +112,11 @@ pub struct RigOptions {
 
 impl Rig {
     pub fn start(opts: RigOptions) -> Rig {
+        Self::start_with(opts, &[])
+    }
+
+    /// Like [`Rig::start`], with more `rocketmq.sh start` arguments (e.g. `--tls`).
+    pub fn start_with(opts: RigOptions, extra: &[&str]) -> Rig {
         let dir = scratch().join(format!("rmq-rig-{}-{}", opts.version, unique()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = Command::new("bash");
@@ -126,6 +131,7 @@ impl Rig {
         if opts.slave {
             cmd.arg("--slave");
         }
+        cmd.args(extra);
         must(cmd.output().unwrap(), "rocketmq.sh start");
         let env = std::fs::read_to_string(dir.join("env"))
             .unwrap()

@@ -43,8 +43,6 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
@@ -203,6 +201,42 @@ impl Config {
     }
 }
 
+/// PEM files for rustls, with errors that name the setting and the file (shared by the HTTP
+/// server here and the exporter's TLS client to RocketMQ).
+pub mod pem {
+    use std::path::Path;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    /// Every certificate in `path`; none is an error.
+    pub fn certs(setting: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|i| i.collect::<Result<_, _>>())
+            .map_err(|e| format!("{setting} {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{setting} {}: no certificate", path.display()));
+        }
+        Ok(certs)
+    }
+
+    /// The first private key in `path` (PKCS#8, PKCS#1 or SEC1).
+    pub fn key(setting: &str, path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+        PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{setting} {}: {e}", path.display()))
+    }
+
+    /// A root store of every certificate in `path`.
+    pub fn roots(setting: &str, path: &Path) -> Result<rustls::RootCertStore, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certs(setting, path)? {
+            roots
+                .add(c)
+                .map_err(|e| format!("{setting} {}: {e}", path.display()))?;
+        }
+        Ok(roots)
+    }
+}
+
 fn server_config(
     t: &TlsFile,
     cert: &Path,
@@ -210,14 +244,8 @@ fn server_config(
     ca: Option<&Path>,
 ) -> Result<rustls::ServerConfig, String> {
     let provider = rustls::crypto::ring::default_provider();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<Result<_, _>>())
-        .map_err(|e| format!("cert_file {}: {e}", cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!("cert_file {}: no certificate", cert.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("key_file {}: {e}", key.display()))?;
+    let certs = pem::certs("cert_file", cert)?;
+    let key = pem::key("key_file", key)?;
     let version = |key: &str, v: &Option<String>, default| match v.as_deref() {
         None | Some("") => Ok(default),
         Some("TLS12") => Ok(12),
@@ -274,15 +302,7 @@ fn server_config(
     let builder = match (auth, ca) {
         ("NoClientCert" | "", _) => builder.with_no_client_auth(),
         ("RequireAndVerifyClientCert" | "VerifyClientCertIfGiven", Some(ca)) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(ca)
-                .map_err(|e| format!("client_ca_file {}: {e}", ca.display()))?
-            {
-                let c = c.map_err(|e| format!("client_ca_file {}: {e}", ca.display()))?;
-                roots
-                    .add(c)
-                    .map_err(|e| format!("client_ca_file {}: {e}", ca.display()))?;
-            }
+            let roots = pem::roots("client_ca_file", ca)?;
             let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider));
             let v = if auth == "VerifyClientCertIfGiven" {
                 v.allow_unauthenticated()

@@ -351,7 +351,7 @@ fn render_health(out: &mut String, snapshot: &Snapshot, counters: &Counters) {
         out,
         "rocketmq_exporter_errors_total",
         "counter",
-        "Collection errors by source and cause (connect, timeout, closed, bad_frame, bad_body, auth, remote_error, deadline, throttled, credentials).",
+        "Collection errors by source and cause (connect, tls, timeout, closed, bad_frame, bad_body, auth, remote_error, deadline, throttled, credentials).",
     );
     for ((source, cause), n) in &counters.errors {
         let mut l = String::new();

@@ -13,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::acl::{self, Credentials};
 use super::codec::{self, Command, FrameError};
+use super::tls::TlsSettings;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RpcError {
@@ -34,6 +35,8 @@ pub enum RpcError {
     Timeout { addr: String, code: i32, ms: u64 },
     #[error("connection to {addr} closed: {reason}")]
     Closed { addr: String, reason: String },
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
     #[error("{addr} sent a bad frame: {source}")]
     Frame {
         addr: String,
@@ -56,6 +59,7 @@ impl RpcError {
             RpcError::Connect { .. } | RpcError::Backoff { .. } => "connect",
             RpcError::Timeout { .. } => "timeout",
             RpcError::Closed { .. } => "closed",
+            RpcError::Tls { .. } => "tls",
             RpcError::Frame { .. } => "bad_frame",
             RpcError::Remote { code, remark, .. } => match *code {
                 super::protocol::response::NO_PERMISSION
@@ -78,6 +82,8 @@ pub struct ClientConfig {
     pub credentials: Option<Credentials>,
     /// Longest wait before reconnecting to an address that refused or dropped us.
     pub backoff_max: Duration,
+    /// TLS from the first byte (name servers and brokers alike), or plain TCP.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for ClientConfig {
@@ -88,6 +94,7 @@ impl Default for ClientConfig {
             max_frame: codec::DEFAULT_MAX_FRAME,
             credentials: None,
             backoff_max: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -230,7 +237,39 @@ impl Client {
             .map_err(|_| connect_err("timed out".into()))?
             .map_err(|e| connect_err(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
+        let Some(tls) = &self.config.tls else {
+            return Ok(self.spawn(addr, stream, None));
+        };
+        let tls_err = |reason: String| RpcError::Tls {
+            addr: addr.to_string(),
+            reason,
+        };
+        let config = tls.client_config().map_err(tls_err)?;
+        let name = tls.server_name(addr).map_err(tls_err)?;
+        let has_cert = tls.cert_file.is_some();
+        let stream = tokio::time::timeout(
+            self.config.connect_timeout,
+            tokio_rustls::TlsConnector::from(config).connect(name, stream),
+        )
+        .await
+        .map_err(|_| RpcError::Tls {
+            addr: addr.to_string(),
+            reason: "handshake timed out".into(),
+        })?
+        .map_err(|e| RpcError::Tls {
+            addr: addr.to_string(),
+            reason: format!("handshake: {e}"),
+        })?;
+        Ok(self.spawn(addr, stream, Some(has_cert)))
+    }
+
+    /// Starts the writer and reader tasks of a connected stream; `tls` is whether a client
+    /// certificate was presented, on a TLS connection.
+    fn spawn<S>(&self, addr: &str, stream: S, tls: Option<bool>) -> Arc<Connection>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let (out, mut out_rx) = mpsc::channel::<Bytes>(1024);
         let pending: Pending = Default::default();
         let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -250,10 +289,12 @@ impl Client {
         let max_frame = self.config.max_frame;
         let r_addr = addr.to_string();
         tokio::spawn(async move {
+            let mut answered = false;
             let reason = loop {
                 match read_frame(&mut rd, max_frame).await {
                     Ok(frame) => match codec::decode(frame) {
                         Ok(cmd) if cmd.is_response() => {
+                            answered = true;
                             if let Some(tx) = lock(&r_pending).remove(&cmd.opaque) {
                                 let _ = tx.send(Ok(cmd));
                             }
@@ -267,7 +308,7 @@ impl Client {
                             }
                         }
                     },
-                    Err(e) => break e.into_rpc(&r_addr),
+                    Err(e) => break e.into_rpc(&r_addr, answered, tls),
                 }
             };
             r_alive.store(false, Ordering::Release);
@@ -276,11 +317,11 @@ impl Client {
             }
         });
 
-        Ok(Arc::new(Connection {
+        Arc::new(Connection {
             out,
             pending,
             alive,
-        }))
+        })
     }
 }
 
@@ -290,12 +331,35 @@ enum ReadError {
 }
 
 impl ReadError {
-    fn into_rpc(self, addr: &str) -> RpcError {
+    /// `answered`: the peer answered at least once on this connection; `tls`: see
+    /// [`Client::spawn`].
+    fn into_rpc(self, addr: &str, answered: bool, tls: Option<bool>) -> RpcError {
         match self {
-            ReadError::Io(e) => RpcError::Closed {
-                addr: addr.to_string(),
-                reason: e.to_string(),
-            },
+            // rustls reports its errors and the peer's alerts as InvalidData.
+            ReadError::Io(e) if tls.is_some() && e.kind() == std::io::ErrorKind::InvalidData => {
+                let mut reason = e.to_string();
+                if tls == Some(false) && !answered && reason.contains("alert") {
+                    // TLS 1.3 refuses a missing client certificate after the handshake.
+                    reason.push_str(" (the server may require a client certificate: set tls_cert_file and tls_key_file)");
+                }
+                RpcError::Tls {
+                    addr: addr.to_string(),
+                    reason,
+                }
+            }
+            ReadError::Io(e) => {
+                let mut reason = e.to_string();
+                if tls.is_none() && !answered {
+                    // What a server with tls.server.mode=enforcing does to a plain client.
+                    reason.push_str(
+                        " before any answer (if the server enforces TLS, set tls_enable)",
+                    );
+                }
+                RpcError::Closed {
+                    addr: addr.to_string(),
+                    reason,
+                }
+            }
             ReadError::Frame(source) => RpcError::Frame {
                 addr: addr.to_string(),
                 source,

@@ -3,6 +3,7 @@
 //! Top-level keys describe one cluster and are what the flags and `RMQ_EXPORTER_*` variables
 //! set; `[[clusters]]` tables describe several, each inheriting the top-level keys it leaves out.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use regex::Regex;
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::acl::Credentials;
 use super::client::ClientConfig;
+use super::tls::TlsSettings;
 use super::RemotingConfig;
 use crate::config::{bad, seconds, ConfigError};
 use crate::source::{Filters, NameFilter};
@@ -54,6 +56,34 @@ pub struct Flags {
     #[arg(long, env = "RMQ_EXPORTER_SECRET_KEY", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_key: Option<String>,
+    /// Speak TLS to name servers and brokers (RocketMQ's tls.server.mode permissive or enforcing) [default: false]
+    #[arg(long = "tls", env = "RMQ_EXPORTER_TLS", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_enable: Option<bool>,
+    /// CA certificate(s) (PEM) that signed the name servers' and brokers' certificates
+    #[arg(long, env = "RMQ_EXPORTER_TLS_CA_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<String>,
+    /// Client certificate (PEM) for servers with tls.server.need.client.auth=require
+    #[arg(long, env = "RMQ_EXPORTER_TLS_CERT_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<String>,
+    /// Client certificate's private key (PEM)
+    #[arg(long, env = "RMQ_EXPORTER_TLS_KEY_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<String>,
+    /// Name the servers' certificates must carry [default: the host of each address]
+    #[arg(long, env = "RMQ_EXPORTER_TLS_SERVER_NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+    /// Check the servers' names against their certificates; false checks the chain only (brokers registered by IP) [default: true]
+    #[arg(long, env = "RMQ_EXPORTER_TLS_VERIFY_HOSTNAME", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_verify_hostname: Option<bool>,
+    /// Do not check the servers' certificates at all [default: false]
+    #[arg(long, env = "RMQ_EXPORTER_TLS_INSECURE_SKIP_VERIFY", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_insecure_skip_verify: Option<bool>,
 }
 
 /// The source's top-level file keys (the flags' values land here too).
@@ -71,7 +101,86 @@ pub struct File {
     pub max_frame_bytes: usize,
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
+    #[serde(flatten)]
+    pub tls: TlsTable,
     pub clusters: Vec<ClusterTable>,
+}
+
+/// The `tls_*` keys, at the top level and in each `[[clusters]]` table (a cluster's own keys
+/// win, key by key).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct TlsTable {
+    pub tls_enable: Option<bool>,
+    pub tls_ca_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    pub tls_server_name: Option<String>,
+    pub tls_verify_hostname: Option<bool>,
+    pub tls_insecure_skip_verify: Option<bool>,
+}
+
+impl TlsTable {
+    /// This table's keys over `top`'s.
+    fn over(&self, top: &TlsTable) -> TlsTable {
+        fn p<T: Clone>(own: &Option<T>, top: &Option<T>) -> Option<T> {
+            own.clone().or_else(|| top.clone())
+        }
+        TlsTable {
+            tls_enable: p(&self.tls_enable, &top.tls_enable),
+            tls_ca_file: p(&self.tls_ca_file, &top.tls_ca_file),
+            tls_cert_file: p(&self.tls_cert_file, &top.tls_cert_file),
+            tls_key_file: p(&self.tls_key_file, &top.tls_key_file),
+            tls_server_name: p(&self.tls_server_name, &top.tls_server_name),
+            tls_verify_hostname: p(&self.tls_verify_hostname, &top.tls_verify_hostname),
+            tls_insecure_skip_verify: p(
+                &self.tls_insecure_skip_verify,
+                &top.tls_insecure_skip_verify,
+            ),
+        }
+    }
+
+    /// The settings when TLS is on; `key` names a key as the error should.
+    fn settings(&self, key: &dyn Fn(&str) -> String) -> Result<Option<TlsSettings>, ConfigError> {
+        if self.tls_enable != Some(true) {
+            let set = [
+                ("tls_ca_file", self.tls_ca_file.is_some()),
+                ("tls_cert_file", self.tls_cert_file.is_some()),
+                ("tls_key_file", self.tls_key_file.is_some()),
+                ("tls_server_name", self.tls_server_name.is_some()),
+                ("tls_verify_hostname", self.tls_verify_hostname.is_some()),
+                (
+                    "tls_insecure_skip_verify",
+                    self.tls_insecure_skip_verify.is_some(),
+                ),
+            ];
+            if let Some((k, _)) = set.iter().find(|(_, s)| *s) {
+                return Err(bad(
+                    &key(k),
+                    "is set but TLS is off: set tls_enable = true (flag --tls)",
+                ));
+            }
+            return Ok(None);
+        }
+        let path = |v: &Option<String>| v.as_ref().filter(|p| !p.is_empty()).map(PathBuf::from);
+        let settings = TlsSettings {
+            ca_file: path(&self.tls_ca_file),
+            cert_file: path(&self.tls_cert_file),
+            key_file: path(&self.tls_key_file),
+            server_name: self.tls_server_name.clone().filter(|n| !n.is_empty()),
+            verify_hostname: self.tls_verify_hostname.unwrap_or(true),
+            insecure_skip_verify: self.tls_insecure_skip_verify.unwrap_or(false),
+        };
+        // Read the files now, so a wrong path or a broken PEM fails the start (or the reload).
+        settings
+            .client_config()
+            .map_err(|why| bad(&key("tls_enable"), why))?;
+        if let Some(name) = &settings.server_name {
+            settings
+                .server_name(name)
+                .map_err(|why| bad(&key("tls_server_name"), why))?;
+        }
+        Ok(Some(settings))
+    }
 }
 
 impl Default for File {
@@ -89,6 +198,7 @@ impl Default for File {
             max_frame_bytes: super::codec::DEFAULT_MAX_FRAME,
             access_key: None,
             secret_key: None,
+            tls: TlsTable::default(),
             clusters: Vec::new(),
         }
     }
@@ -106,6 +216,8 @@ pub struct ClusterTable {
     pub topic_deny: Option<String>,
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
+    #[serde(flatten)]
+    pub tls: TlsTable,
 }
 
 impl File {
@@ -197,6 +309,7 @@ impl File {
                     credentials,
                     // One reconnect attempt per cycle at most, so recovery takes at most two cycles.
                     backoff_max: (interval / 2).min(Duration::from_secs(30)),
+                    tls: c.tls.over(&self.tls).settings(&key)?,
                 },
             });
         }

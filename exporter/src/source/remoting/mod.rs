@@ -29,6 +29,7 @@ pub mod codec;
 pub mod config;
 pub mod fastjson;
 pub mod protocol;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
