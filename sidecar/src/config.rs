@@ -45,6 +45,10 @@
 //!   `k=v,k=v` map syntax: `pkg/scalers/prometheus_scaler.go`, `pkg/scalers/scalersconfig/typed_config.go`
 //!   (durations: Go duration string or integer milliseconds; booleans: `strconv.ParseBool`).
 //! - `authModes` values and required parameters: `pkg/scalers/authentication/authentication_types.go`.
+//! - TLS (`tls` with `cert` + `key`, `ca`, `unsafeSsl` beside them): `NewPrometheusScaler` in
+//!   `pkg/scalers/prometheus_scaler.go`, `CreateHTTPRoundTripper` in
+//!   `pkg/scalers/authentication/authentication_helpers.go`, `NewTLSConfigWithPassword` in
+//!   `pkg/util/tls_config.go`; each rule is noted where [`prometheus`] applies it.
 //! - `capAtQueues` / `excludePersistentLag` mirror the Kafka scaler's `allowIdleConsumers=false` and
 //!   `excludePersistentLag` (`pkg/scalers/kafka_scaler.go`).
 //!
@@ -329,11 +333,35 @@ pub struct PrometheusSource {
     pub query_parameters: BTreeMap<String, String>,
     /// `customHeaders` (`k=v,k=v`).
     pub custom_headers: BTreeMap<String, String>,
-    /// `unsafeSsl` (default false).
+    /// `unsafeSsl` (default false). Ignored, as by KEDA, when `tls` is set: the server's
+    /// certificate is then always verified.
     pub unsafe_ssl: bool,
     /// `timeout` (Go duration or milliseconds); `None` = the global default.
     pub timeout: Option<Duration>,
+    /// Credentials sent in a header.
     pub auth: PrometheusAuth,
+    /// `ca` and the client certificate (authModes `tls`); `None`: the shared clients, chosen by
+    /// `unsafeSsl`.
+    pub tls: Option<PrometheusTls>,
+}
+
+/// The TLS settings of a `prometheus` trigger, as KEDA builds them (`pkg/util/tls_config.go`,
+/// `NewTLSConfigWithPassword`): the server is verified against the built-in roots plus `ca`,
+/// and `client` is presented when the server asks for a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PrometheusTls {
+    /// `ca`: PEM certificates trusted besides the built-in roots.
+    pub ca: Option<String>,
+    /// `cert` + `key`.
+    pub client: Option<ClientCert>,
+}
+
+/// A client certificate: `cert` (PEM, the certificate and any intermediates) and `key` (PEM,
+/// unencrypted PKCS#8, PKCS#1 RSA or SEC1 EC).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientCert {
+    pub cert: String,
+    pub key: Secret,
 }
 
 /// The credentials a `prometheus` trigger sends.
@@ -402,7 +430,7 @@ impl PartialEq for TopicPattern {
 }
 
 /// A credential; `Debug` does not print it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Secret(String);
 
 impl Secret {
@@ -1328,8 +1356,10 @@ const EXPORTER_KEYS: [&str; 9] = [
     "capAtQueues",
     "excludePersistentLag",
 ];
-/// Prometheus parameters a TriggerAuthentication may set.
-const PROMETHEUS_AUTH_PARAMS: [&str; 7] = [
+/// Prometheus parameters a TriggerAuthentication may set (`authentication.Config` in KEDA's
+/// `pkg/scalers/authentication/authentication_types.go`: `BearerToken`, `BasicAuth`, `CertAuth`,
+/// `CustomAuth`).
+const PROMETHEUS_AUTH_PARAMS: [&str; 10] = [
     "authModes",
     "bearerToken",
     "token",
@@ -1337,6 +1367,9 @@ const PROMETHEUS_AUTH_PARAMS: [&str; 7] = [
     "password",
     "customAuthHeader",
     "customAuthValue",
+    "cert",
+    "key",
+    "ca",
 ];
 
 /// Trigger metadata with the field path for errors.
@@ -1587,10 +1620,18 @@ fn auth_params(
             ta.object, ta.location, s.parameter
         );
         if !PROMETHEUS_AUTH_PARAMS.contains(&s.parameter.as_str()) {
+            // KEDA's prometheus scaler builds its TLS config without a password
+            // (`authentication.Config.NewTLSConfig` → `kedautil.NewTLSConfig`), unlike the Kafka or
+            // RabbitMQ scalers, so an encrypted key fails there; say so instead of "unknown".
+            let hint = if s.parameter == "keyPassword" {
+                " (KEDA's prometheus scaler does not read keyPassword: give an unencrypted key)"
+            } else {
+                ""
+            };
             return Err(ctx.err(
                 &field,
                 format!(
-                    "{where_}: {:?} is not a parameter of trigger type {PROMETHEUS_TRIGGER:?}; supported: {}",
+                    "{where_}: {:?} is not a parameter of trigger type {PROMETHEUS_TRIGGER:?}{hint}; supported: {}",
                     s.parameter,
                     PROMETHEUS_AUTH_PARAMS.join(", ")
                 ),
@@ -1632,7 +1673,8 @@ fn prometheus(
         .filter(|s| !s.is_empty())
         .map(str::to_string);
 
-    // authModes: trigger metadata first, then the TriggerAuthentication.
+    // authModes: trigger metadata first, then the TriggerAuthentication (the
+    // `order=triggerMetadata;authParams` of `Config.Modes` in KEDA's authentication_types.go).
     let (modes_field, modes) = match meta.get("authModes") {
         Some(m) => (meta.field("authModes"), Some(m.to_string())),
         None => (
@@ -1640,47 +1682,58 @@ fn prometheus(
             params.get("authModes").cloned(),
         ),
     };
+    const SUPPORTED_MODES: &str = "bearer, basic, custom, tls";
+    // Header modes (at most one), and `tls`, which KEDA combines with any of them: its
+    // `exclusiveSet` is bearer;basic;oauth only (authentication_types.go), and the transport
+    // carrying the client certificate is independent of the header (prometheus_scaler.go
+    // NewPrometheusScaler / ExecutePromQuery).
     let mut enabled = Vec::new();
+    let mut tls_mode = false;
+    let mut written = Vec::new();
     for mode in modes.iter().flat_map(|m| m.split(',')).map(str::trim) {
         match mode {
-            "" => {}
+            "" => continue,
+            "tls" => tls_mode = true,
             "bearer" | "basic" | "custom" => {
                 if !enabled.contains(&mode) {
                     enabled.push(mode)
                 }
             }
-            "tls" | "apiKey" | "oauth" => {
+            "apiKey" | "oauth" => {
                 return Err(ctx.err(
                     &modes_field,
-                    format!("authMode {mode:?} is not supported by rmq-sidecar; supported: bearer, basic, custom"),
+                    format!("authMode {mode:?} is not supported by rmq-sidecar; supported: {SUPPORTED_MODES}"),
                 ))
             }
             other => {
                 return Err(ctx.err(
                     &modes_field,
-                    format!("authMode {other:?} is unknown; supported: bearer, basic, custom"),
+                    format!("authMode {other:?} is unknown; supported: {SUPPORTED_MODES}"),
                 ))
             }
         }
+        if !written.contains(&mode) {
+            written.push(mode);
+        }
     }
+    let written = written.join(",");
     if enabled.len() > 1 {
+        // KEDA refuses bearer with basic, and with custom sends only the first of bearer, basic,
+        // custom (the switch in ExecutePromQuery): refused here rather than half-applied.
         return Err(ctx.err(
             &modes_field,
             format!(
-                "{} enables several modes; KEDA would send only one of them, so enable exactly one of bearer, basic, custom",
+                "{} enables several header modes; KEDA would send only one of them, so enable at most one of bearer, basic, custom (tls combines with any of them)",
                 enabled.join(",")
             ),
         ));
     }
     let auth_field = format!("{base}.authenticationRef");
-    let param = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
+    let param = |name: &str| params.get(name).filter(|v| !v.trim().is_empty()).cloned();
     let needs = |what: &str| {
         ctx.err(
             &auth_field,
-            format!(
-                "authModes {:?} needs parameter {what} from the TriggerAuthentication",
-                enabled.join(",")
-            ),
+            format!("authModes {written:?} needs parameter {what} from the TriggerAuthentication"),
         )
     };
     let auth = match enabled.first().copied() {
@@ -1701,25 +1754,78 @@ fn prometheus(
             value: Secret(param("customAuthValue").ok_or_else(|| needs("customAuthValue"))?),
         },
     };
-    // Credentials that the chosen mode would not send are a mistake, not something to ignore.
-    let used: &[&str] = match &auth {
-        PrometheusAuth::None => &[],
-        PrometheusAuth::Bearer { .. } => &["bearerToken", "token"],
-        PrometheusAuth::Basic { .. } => &["username", "password"],
-        PrometheusAuth::Custom { .. } => &["customAuthHeader", "customAuthValue"],
+    // TLS, as KEDA reads it:
+    // - `tls` needs both `cert` and `key` (authentication_types.go, `Config.Validate`);
+    // - `ca` counts only when some authMode is set: NewPrometheusScaler (prometheus_scaler.go)
+    //   builds the TLS transport only when `!PrometheusAuth.Disabled()` and `CA != "" ||
+    //   EnabledTLS()`; with no authModes `ca` is never read;
+    // - that transport (authentication_helpers.go, `CreateHTTPRoundTripper`) loads `cert` + `key`
+    //   whenever both are set, so with `ca` and a header mode they are sent even without `tls`;
+    // - values are PEM text, not file paths (`tls.X509KeyPair`, `AppendCertsFromPEM` in
+    //   pkg/util/tls_config.go `NewTLSConfigWithPassword`, called with no key password).
+    if tls_mode {
+        match (param("cert"), param("key")) {
+            (Some(_), Some(_)) => {}
+            (None, Some(_)) => return Err(needs("cert")),
+            (Some(_), None) => return Err(needs("key")),
+            (None, None) => {
+                return Err(ctx.err(
+                    &auth_field,
+                    format!("authModes {written:?} needs parameters cert and key from the TriggerAuthentication"),
+                ))
+            }
+        }
+    }
+    let any_mode = tls_mode || !enabled.is_empty();
+    let ca = param("ca").filter(|_| any_mode);
+    let client = match (param("cert"), param("key")) {
+        (Some(cert), Some(key)) if tls_mode || ca.is_some() => Some(ClientCert {
+            cert,
+            key: Secret(key),
+        }),
+        _ => None,
     };
+    // Credentials that the chosen mode would not send are a mistake, not something to ignore.
+    let mut used: Vec<&str> = match &auth {
+        PrometheusAuth::None => vec![],
+        PrometheusAuth::Bearer { .. } => vec!["bearerToken", "token"],
+        PrometheusAuth::Basic { .. } => vec!["username", "password"],
+        PrometheusAuth::Custom { .. } => vec!["customAuthHeader", "customAuthValue"],
+    };
+    if ca.is_some() {
+        used.push("ca");
+    }
+    if client.is_some() {
+        used.extend(["cert", "key"]);
+    }
     if let Some(unused) = params
         .keys()
         .find(|k| k.as_str() != "authModes" && !used.contains(&k.as_str()))
     {
+        let why = match unused.as_str() {
+            "ca" => " (KEDA's prometheus scaler reads ca only when authModes is set: add tls, basic, bearer or custom)",
+            "cert" | "key" => " (KEDA sends a client certificate with authModes tls: add tls to authModes)",
+            _ => "",
+        };
         return Err(ctx.err(
             &auth_field,
-            format!(
-                "parameter {unused:?} is set but authModes {:?} does not use it",
-                enabled.join(",")
-            ),
+            format!("parameter {unused:?} is set but authModes {written:?} does not use it{why}"),
         ));
     }
+    let tls = if ca.is_some() || client.is_some() {
+        let tls = PrometheusTls { ca, client };
+        // Built once here so that a bad certificate or key fails at load, naming the parameter,
+        // as KEDA fails the scaler's creation.
+        if let Err(e) = crate::source::tls_client(&tls) {
+            return Err(ctx.err(
+                format!("{auth_field} (parameter {})", e.parameter),
+                e.message,
+            ));
+        }
+        Some(tls)
+    } else {
+        None
+    };
 
     Ok(PrometheusSource {
         server_address: meta.url("serverAddress")?,
@@ -1730,6 +1836,7 @@ fn prometheus(
         unsafe_ssl: meta.bool("unsafeSsl", false)?,
         timeout,
         auth,
+        tls,
     })
 }
 
@@ -2329,9 +2436,12 @@ spec:
             ("capAtQueues only for the exporter", object("", &prom("      capAtQueues: 'true'\n")), vec!["metadata.capAtQueues: unknown key for trigger type \"prometheus\""]),
             ("credentials in metadata", object("", &prom("      bearerToken: x\n")), vec!["metadata.bearerToken", "TriggerAuthentication"]),
             ("unsupported trigger type", object("", "  - type: kafka\n    metadata:\n      lagThreshold: '5'\n"), vec!["spec.triggers[0].type: trigger type \"kafka\" is not supported; supported: prometheus, rocketmq-exporter"]),
-            ("authModes tls", object("", &prom("      authModes: tls\n")), vec!["spec.triggers[0].metadata.authModes: authMode \"tls\" is not supported by rmq-sidecar; supported: bearer, basic, custom"]),
-            ("authModes unknown", object("", &prom("      authModes: magic\n")), vec!["authMode \"magic\" is unknown"]),
-            ("two authModes", object("", &prom("      authModes: bearer,custom\n")), vec!["enable exactly one"]),
+            ("authModes apiKey", object("", &prom("      authModes: apiKey\n")), vec!["spec.triggers[0].metadata.authModes: authMode \"apiKey\" is not supported by rmq-sidecar; supported: bearer, basic, custom, tls"]),
+            ("authModes oauth", object("", &prom("      authModes: tls,oauth\n")), vec!["authMode \"oauth\" is not supported by rmq-sidecar"]),
+            ("authModes tls without cert and key", object("", &prom("      authModes: tls\n")), vec!["spec.triggers[0].authenticationRef: authModes \"tls\" needs parameters cert and key from the TriggerAuthentication"]),
+            ("authModes unknown", object("", &prom("      authModes: magic\n")), vec!["authMode \"magic\" is unknown; supported: bearer, basic, custom, tls"]),
+            ("two authModes", object("", &prom("      authModes: bearer,custom\n")), vec!["bearer,custom enables several header modes", "enable at most one of bearer, basic, custom (tls combines with any of them)"]),
+            ("two authModes beside tls", object("", &prom("      authModes: tls, basic, bearer\n")), vec!["basic,bearer enables several header modes"]),
             ("bearer without token", object("", &prom("      authModes: bearer\n")), vec!["needs parameter bearerToken"]),
             ("metricType Utilization", object("", &format!("{EXPORTER_TRIGGER}    metricType: Utilization\n")), vec!["spec.triggers[0].metricType: \"Utilization\" is not supported; supported: AverageValue, Value"]),
             ("bad bool", object("", &exporter("      capAtQueues: 'sure'\n")), vec!["metadata.capAtQueues: \"sure\" is not a boolean"]),
@@ -2387,7 +2497,8 @@ spec:
         };
         let secrets = MapSecrets::new(&[("s/token", "t"), ("s/user", "u")]);
         let cases = [
-            ("unknown parameter", ta("  - parameter: ca\n    name: s\n    key: token\n"), "\"ca\" is not a parameter of trigger type \"prometheus\""),
+            ("unknown parameter", ta("  - parameter: apiKey\n    name: s\n    key: token\n"), "\"apiKey\" is not a parameter of trigger type \"prometheus\"; supported: authModes, bearerToken, token, username, password, customAuthHeader, customAuthValue, cert, key, ca"),
+            ("keyPassword", ta("  - parameter: keyPassword\n    name: s\n    key: token\n"), "\"keyPassword\" is not a parameter of trigger type \"prometheus\" (KEDA's prometheus scaler does not read keyPassword: give an unencrypted key)"),
             ("missing secret", ta("  - parameter: bearerToken\n    name: s\n    key: nope\n"), "secret \"s\" key \"nope\" not found: no entry s/nope"),
             ("unused credential", ta("  - parameter: bearerToken\n    name: s\n    key: token\n  - parameter: username\n    name: s\n    key: user\n"), "parameter \"username\" is set but authModes \"bearer\" does not use it"),
             ("duplicate parameter", ta("  - parameter: bearerToken\n    name: s\n    key: token\n  - parameter: bearerToken\n    name: s\n    key: token\n"), "TriggerAuthentication default/creds: spec.secretTargetRef[1].parameter: \"bearerToken\" is already set"),
@@ -2398,5 +2509,238 @@ spec:
                 .to_string();
             assert!(err.contains(needle), "{what}: {err}");
         }
+    }
+
+    /// PEM text made once with `openssl`: a CA, a client certificate it signed (v3, and the same
+    /// as v1) with its P-256 key as PKCS#8 and as SEC1, an RSA certificate with a PKCS#1 key, an unrelated key and the
+    /// client key encrypted (PKCS#8 and legacy PEM).
+    struct Pems {
+        ca: String,
+        cert: String,
+        cert_v1: String,
+        key: String,
+        key_sec1: String,
+        rsa_cert: String,
+        rsa_key_pkcs1: String,
+        other_key: String,
+        key_encrypted: String,
+        key_legacy_encrypted: String,
+    }
+
+    fn pems() -> &'static Pems {
+        static PEMS: std::sync::OnceLock<Pems> = std::sync::OnceLock::new();
+        PEMS.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("rmq-sidecar-pems-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            let openssl = |args: &str| {
+                let out = std::process::Command::new("openssl")
+                    .current_dir(&dir)
+                    .args(args.split_whitespace())
+                    .output()
+                    .expect("openssl runs");
+                assert!(
+                    out.status.success(),
+                    "openssl {args}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            let p256 = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+            openssl(&format!("req -x509 {p256} -keyout ca.key -out ca.crt -days 2 -subj /CN=test-ca"));
+            openssl(&format!("req {p256} -keyout client.key -out client.csr -subj /CN=client"));
+            std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("write");
+            openssl("x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext -out client.crt");
+            // Without extensions openssl makes a v1 certificate.
+            openssl("x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out client-v1.crt");
+            openssl("ec -in client.key -out client-sec1.key");
+            openssl("req -x509 -newkey rsa:2048 -nodes -keyout rsa.key -out rsa.crt -days 2 -subj /CN=rsa");
+            openssl("rsa -in rsa.key -traditional -out rsa-pkcs1.key");
+            openssl("genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out other.key");
+            openssl("pkcs8 -topk8 -in client.key -out client-enc.key -passout pass:pw");
+            openssl("ec -in client.key -aes128 -passout pass:pw -out client-legacy-enc.key");
+            let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("read");
+            let pems = Pems {
+                ca: read("ca.crt"),
+                cert: read("client.crt"),
+                cert_v1: read("client-v1.crt"),
+                key: read("client.key"),
+                key_sec1: read("client-sec1.key"),
+                rsa_cert: read("rsa.crt"),
+                rsa_key_pkcs1: read("rsa-pkcs1.key"),
+                other_key: read("other.key"),
+                key_encrypted: read("client-enc.key"),
+                key_legacy_encrypted: read("client-legacy-enc.key"),
+            };
+            let _ = std::fs::remove_dir_all(&dir);
+            pems
+        })
+    }
+
+    /// A prometheus trigger with `metadata_extra` and a TriggerAuthentication giving `params`
+    /// (parameter → value, through secret `s`).
+    fn with_auth(
+        metadata_extra: &str,
+        params: &[(&str, &str)],
+    ) -> Result<ScaledObjectSpec, String> {
+        let trigger = format!(
+            "  - type: prometheus\n    metadata:\n      serverAddress: https://prom:9090\n      query: q\n      threshold: '1'\n{metadata_extra}    authenticationRef:\n      name: creds\n"
+        );
+        let mut doc = object("", &trigger);
+        doc.push_str("---\napiVersion: keda.sh/v1alpha1\nkind: TriggerAuthentication\nmetadata:\n  name: creds\n  namespace: default\nspec:\n  secretTargetRef:\n");
+        let mut entries = Vec::new();
+        for (param, value) in params {
+            doc.push_str(&format!(
+                "  - parameter: {param}\n    name: s\n    key: {param}\n"
+            ));
+            entries.push((format!("s/{param}"), value.to_string()));
+        }
+        let secrets = MapSecrets(entries.into_iter().collect());
+        match parse_str(&doc, &secrets) {
+            Ok(mut v) => Ok(v.remove(0)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn prometheus_of(spec: &ScaledObjectSpec) -> &PrometheusSource {
+        match &spec.triggers[0].source {
+            TriggerSource::Prometheus(p) => p,
+            other => panic!("not a prometheus trigger: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_ca_and_header_modes_are_read_as_keda_reads_them() {
+        let p = pems();
+        let client = || ClientCert {
+            cert: p.cert.clone(),
+            key: Secret::new(p.key.clone()),
+        };
+        // tls alone, authModes from the trigger metadata.
+        let spec = with_auth(
+            "      authModes: tls\n",
+            &[("cert", &p.cert), ("key", &p.key), ("ca", &p.ca)],
+        )
+        .expect("tls parses");
+        let prom = prometheus_of(&spec);
+        assert_eq!(prom.auth, PrometheusAuth::None);
+        assert_eq!(
+            prom.tls,
+            Some(PrometheusTls {
+                ca: Some(p.ca.clone()),
+                client: Some(client())
+            })
+        );
+        // tls with basic, authModes from the TriggerAuthentication, no ca (built-in roots).
+        let spec = with_auth(
+            "",
+            &[
+                ("authModes", "tls,basic"),
+                ("cert", &p.cert),
+                ("key", &p.key),
+                ("username", "u"),
+                ("password", "pw"),
+            ],
+        )
+        .expect("tls,basic parses");
+        let prom = prometheus_of(&spec);
+        assert_eq!(
+            prom.auth,
+            PrometheusAuth::Basic {
+                username: Secret::new("u"),
+                password: Secret::new("pw")
+            }
+        );
+        assert_eq!(
+            prom.tls,
+            Some(PrometheusTls {
+                ca: None,
+                client: Some(client())
+            })
+        );
+        // ca with a header mode and no tls: the CA only.
+        let spec = with_auth(
+            "      authModes: bearer\n      unsafeSsl: 'true'\n",
+            &[("bearerToken", "t"), ("ca", &p.ca)],
+        )
+        .expect("bearer + ca parses");
+        let prom = prometheus_of(&spec);
+        assert!(
+            prom.unsafe_ssl,
+            "kept as written; the client ignores it with ca"
+        );
+        assert_eq!(
+            prom.tls,
+            Some(PrometheusTls {
+                ca: Some(p.ca.clone()),
+                client: None
+            })
+        );
+        // KEDA's transport loads cert + key whenever both are set once ca makes it build one.
+        let spec = with_auth(
+            "      authModes: basic\n",
+            &[
+                ("username", "u"),
+                ("ca", &p.ca),
+                ("cert", &p.cert),
+                ("key", &p.key),
+            ],
+        )
+        .expect("basic + ca + cert + key parses");
+        assert_eq!(
+            prometheus_of(&spec)
+                .tls
+                .as_ref()
+                .and_then(|t| t.client.clone()),
+            Some(client())
+        );
+        // No TLS parameters: no TLS setting, the shared clients.
+        let spec = with_auth("      authModes: basic\n", &[("username", "u")]).expect("basic");
+        assert_eq!(prometheus_of(&spec).tls, None);
+        // SEC1 EC and PKCS#1 RSA keys work as well as PKCS#8.
+        for (cert, key) in [(&p.cert, &p.key_sec1), (&p.rsa_cert, &p.rsa_key_pkcs1)] {
+            with_auth("      authModes: tls\n", &[("cert", cert), ("key", key)])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn tls_mistakes_name_the_parameter_and_what_keda_would_do() {
+        let p = pems();
+        let field = "ScaledObject default/app: spec.triggers[0].authenticationRef";
+        /// (what, trigger metadata, TriggerAuthentication parameters, expected error).
+        type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, String);
+        let cases: Vec<Case> = vec![
+            ("tls without key", "      authModes: tls\n", vec![("cert", &p.cert)], format!("{field}: authModes \"tls\" needs parameter key from the TriggerAuthentication")),
+            ("tls without cert", "      authModes: tls\n", vec![("key", &p.key)], format!("{field}: authModes \"tls\" needs parameter cert")),
+            ("ca without any authMode", "", vec![("ca", &p.ca)], format!("{field}: parameter \"ca\" is set but authModes \"\" does not use it (KEDA's prometheus scaler reads ca only when authModes is set: add tls, basic, bearer or custom)")),
+            ("cert and key without tls or ca", "      authModes: basic\n", vec![("username", "u"), ("cert", &p.cert), ("key", &p.key)], format!("{field}: parameter \"cert\" is set but authModes \"basic\" does not use it (KEDA sends a client certificate with authModes tls: add tls to authModes)")),
+            ("a file path instead of PEM", "      authModes: tls\n", vec![("cert", "/etc/tls/tls.crt"), ("key", &p.key)], format!("{field} (parameter cert): has no PEM CERTIFICATE block (the value is the certificate's PEM text, not a file path)")),
+            ("a certificate as the key", "      authModes: tls\n", vec![("cert", &p.cert), ("key", &p.cert)], format!("{field} (parameter key): has no PEM PRIVATE KEY block")),
+            ("ca not PEM", "      authModes: tls\n", vec![("cert", &p.cert), ("key", &p.key), ("ca", "/etc/tls/ca.crt")], format!("{field} (parameter ca): has no PEM CERTIFICATE block")),
+            ("ca corrupt", "      authModes: tls\n", vec![("cert", &p.cert), ("key", &p.key), ("ca", "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n")], format!("{field} (parameter ca): is not a usable CA certificate")),
+            ("encrypted PKCS#8 key", "      authModes: tls\n", vec![("cert", &p.cert), ("key", &p.key_encrypted)], format!("{field} (parameter key): is encrypted; KEDA's prometheus scaler does not decrypt keys (it reads no keyPassword)")),
+            ("encrypted legacy key", "      authModes: tls\n", vec![("cert", &p.cert), ("key", &p.key_legacy_encrypted)], format!("{field} (parameter key): is encrypted")),
+            ("key of another certificate", "      authModes: tls\n", vec![("cert", &p.cert), ("key", &p.other_key)], format!("{field} (parameter key): does not match cert (it is the key of another certificate)")),
+            ("v1 certificate", "      authModes: tls\n", vec![("cert", &p.cert_v1), ("key", &p.key)], format!("{field} (parameter cert): is an X.509 v1 certificate")),
+        ];
+        for (what, metadata, params, needle) in cases {
+            let err = with_auth(metadata, &params).expect_err(what);
+            assert!(err.contains(&needle), "{what}: {err}\nlacks {needle}");
+            // No key material in any message.
+            assert!(!err.contains("BEGIN"), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn client_keys_are_not_printed_by_debug() {
+        let p = pems();
+        let spec = with_auth(
+            "      authModes: tls\n",
+            &[("cert", &p.cert), ("key", &p.key), ("ca", &p.ca)],
+        )
+        .expect("parses");
+        let printed = format!("{spec:?}");
+        let key_body = p.key.lines().nth(1).expect("a base64 line");
+        assert!(!printed.contains(key_body), "{printed}");
+        assert!(printed.contains("key: Secret(***)"), "{printed}");
     }
 }

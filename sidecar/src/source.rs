@@ -6,19 +6,28 @@
 //! engine reads it as 0 only when `ignoreNullValues` says so); more than one series is an error,
 //! because a query must produce one number per ScaledObject.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::{ExporterSource, PrometheusAuth, PrometheusSource, Trigger, TriggerSource};
+use crate::config::{
+    ExporterSource, PrometheusAuth, PrometheusSource, PrometheusTls, Trigger, TriggerSource,
+};
 use crate::decide::{Observation, QueueLag, Sample};
 
 /// KEDA's default HTTP timeout for scalers (`KEDA_HTTP_DEFAULT_TIMEOUT`, 3 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// HTTP clients for all triggers (one with certificate checks, one without for `unsafeSsl`).
+/// Distinct TLS settings whose clients are kept; past that (only reloads change settings) the
+/// cache starts afresh.
+const MAX_TLS_CLIENTS: usize = 64;
+
+/// HTTP clients for all triggers: one with certificate checks, one without for `unsafeSsl`, and
+/// one per distinct `ca` / client certificate, built on first use.
 pub struct Sources {
     checked: reqwest::Client,
     unchecked: reqwest::Client,
+    tls: Mutex<HashMap<PrometheusTls, reqwest::Client>>,
 }
 
 impl Sources {
@@ -28,7 +37,42 @@ impl Sources {
             unchecked: reqwest::Client::builder()
                 .danger_accept_invalid_certs(true)
                 .build()?,
+            tls: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The client for a `prometheus` trigger. With `ca` or a client certificate KEDA replaces
+    /// the transport by one that always verifies the server (authentication_helpers.go,
+    /// `CreateHTTPRoundTripper` passes `unsafeSsl` false), so `unsafeSsl` counts only without them.
+    fn prometheus_client(&self, p: &PrometheusSource) -> Result<reqwest::Client, String> {
+        let Some(tls) = &p.tls else {
+            return Ok(if p.unsafe_ssl {
+                self.unchecked.clone()
+            } else {
+                self.checked.clone()
+            });
+        };
+        let mut cache = self.tls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = cache.get(tls) {
+            return Ok(client.clone());
+        }
+        let client = tls_client(tls).map_err(|e| {
+            format!(
+                "TriggerAuthentication parameter {}: {}",
+                e.parameter, e.message
+            )
+        })?;
+        if p.unsafe_ssl {
+            tracing::warn!(
+                server = %p.server_address,
+                "unsafeSsl is ignored: with ca or a client certificate the server's certificate is verified, as KEDA does"
+            );
+        }
+        if cache.len() >= MAX_TLS_CLIENTS {
+            cache.clear();
+        }
+        cache.insert(tls.clone(), client.clone());
+        Ok(client)
     }
 
     /// Reads one trigger once.
@@ -41,16 +85,11 @@ impl Sources {
 
     async fn get(
         &self,
+        client: &reqwest::Client,
         url: &str,
-        unsafe_ssl: bool,
         timeout: Duration,
         build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<String, String> {
-        let client = if unsafe_ssl {
-            &self.unchecked
-        } else {
-            &self.checked
-        };
         let resp = build(client.get(url).timeout(timeout))
             .send()
             .await
@@ -70,8 +109,12 @@ impl Sources {
     async fn prometheus(&self, p: &PrometheusSource) -> Observation {
         let url = prometheus_url(p, SystemTime::now());
         let timeout = p.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let client = match self.prometheus_client(p) {
+            Ok(c) => c,
+            Err(e) => return Observation::Error(e),
+        };
         let body = self
-            .get(&url, p.unsafe_ssl, timeout, |mut req| {
+            .get(&client, &url, timeout, |mut req| {
                 for (k, v) in &p.custom_headers {
                     req = req.header(k, v);
                 }
@@ -89,16 +132,217 @@ impl Sources {
             .await;
         match body {
             Ok(body) => parse_prometheus_response(&body),
-            Err(e) => Observation::Error(e),
+            Err(e) => {
+                let hint = tls_hint(p, &e);
+                Observation::Error(format!("{e}{hint}"))
+            }
         }
     }
 
     async fn exporter(&self, e: &ExporterSource) -> Observation {
-        match self.get(&e.url, false, DEFAULT_TIMEOUT, |r| r).await {
+        match self
+            .get(&self.checked, &e.url, DEFAULT_TIMEOUT, |r| r)
+            .await
+        {
             Ok(body) => exporter_backlog(&body, e),
             Err(err) => Observation::Error(err),
         }
     }
+}
+
+/// What to do about a TLS failure, in KEDA's terms: rustls names only the alert or the check.
+fn tls_hint(p: &PrometheusSource, error: &str) -> &'static str {
+    let tls = p.tls.as_ref();
+    let client = tls.is_some_and(|t| t.client.is_some());
+    let ca = tls.is_some_and(|t| t.ca.is_some());
+    if error.contains("alert: BadCertificate") || error.contains("alert: CertificateRequired") {
+        if client {
+            " (the server refused the client certificate: is it signed by a CA the server trusts, and valid?)"
+        } else {
+            " (the server wants a client certificate: authModes tls with cert and key in the TriggerAuthentication)"
+        }
+    } else if error.contains("UnknownIssuer") {
+        if ca {
+            " (the server's certificate is signed neither by ca nor by a built-in root)"
+        } else if client {
+            " (the server's certificate is not signed by a built-in root: give its CA as ca; with a client certificate KEDA ignores unsafeSsl)"
+        } else {
+            " (the server's certificate is not signed by a built-in root: give its CA as ca, with an authMode)"
+        }
+    } else {
+        ""
+    }
+}
+
+/// Why a trigger's TLS setting cannot be used.
+#[derive(Debug)]
+pub struct TlsSettingError {
+    /// The TriggerAuthentication parameter at fault: `ca`, `cert` or `key`.
+    pub parameter: &'static str,
+    pub message: String,
+}
+
+/// The client for `ca` and the client certificate, checked the way KEDA's
+/// `NewTLSConfigWithPassword` (pkg/util/tls_config.go) checks them: `ca` must hold at least one
+/// certificate (`AppendCertsFromPEM` finding none is an error there), `cert` + `key` must make a
+/// key pair (`tls.X509KeyPair`: the CERTIFICATE blocks of `cert`, the first `… PRIVATE KEY` block
+/// of `key`, the key matching the certificate). The built-in roots stay trusted besides `ca`
+/// (KEDA clones the system pool before adding it).
+pub fn tls_client(tls: &PrometheusTls) -> Result<reqwest::Client, TlsSettingError> {
+    let err = |parameter: &'static str, message: String| TlsSettingError { parameter, message };
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = &tls.ca {
+        let blocks: Vec<PemBlock> = pem_blocks(ca)
+            .into_iter()
+            .filter(|b| b.label == "CERTIFICATE")
+            .collect();
+        if blocks.is_empty() {
+            return Err(err(
+                "ca",
+                "has no PEM CERTIFICATE block (the value is the CA certificate's PEM text, not a file path)".into(),
+            ));
+        }
+        let mut roots = Vec::new();
+        for b in blocks {
+            roots.push(
+                reqwest::Certificate::from_pem(b.text.as_bytes()).map_err(|e| {
+                    err(
+                        "ca",
+                        format!("is not a PEM certificate: {}", error_chain(&e)),
+                    )
+                })?,
+            );
+        }
+        // Checked on its own first so that a bad CA is not blamed on the key.
+        let mut alone = reqwest::Client::builder();
+        for r in &roots {
+            alone = alone.add_root_certificate(r.clone());
+        }
+        alone.build().map_err(|e| {
+            err(
+                "ca",
+                format!("is not a usable CA certificate: {}", error_chain(&e)),
+            )
+        })?;
+        for r in roots {
+            builder = builder.add_root_certificate(r);
+        }
+    }
+    if let Some(client) = &tls.client {
+        let certs: Vec<&str> = pem_blocks(&client.cert)
+            .into_iter()
+            .filter(|b| b.label == "CERTIFICATE")
+            .map(|b| b.text)
+            .collect();
+        if certs.is_empty() {
+            return Err(err(
+                "cert",
+                "has no PEM CERTIFICATE block (the value is the certificate's PEM text, not a file path)".into(),
+            ));
+        }
+        let key = pem_blocks(client.key.expose())
+            .into_iter()
+            .find(|b| b.label == "PRIVATE KEY" || b.label.ends_with(" PRIVATE KEY"))
+            .ok_or_else(|| {
+                err(
+                    "key",
+                    "has no PEM PRIVATE KEY block (the value is the key's PEM text, not a file path)"
+                        .into(),
+                )
+            })?;
+        if key.encrypted {
+            return Err(err(
+                "key",
+                "is encrypted; KEDA's prometheus scaler does not decrypt keys (it reads no keyPassword): \
+                 give the key unencrypted (openssl pkey -in encrypted.pem -out key.pem)"
+                    .into(),
+            ));
+        }
+        if !matches!(
+            key.label,
+            "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY"
+        ) {
+            return Err(err(
+                "key",
+                format!(
+                    "is a {:?} block; supported: PRIVATE KEY (PKCS#8), RSA PRIVATE KEY (PKCS#1), EC PRIVATE KEY (SEC1)",
+                    key.label
+                ),
+            ));
+        }
+        let pem = format!("{}\n{}\n", certs.join("\n"), key.text);
+        let identity = reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| {
+            err(
+                "cert",
+                format!("cert and key are not valid PEM: {}", error_chain(&e)),
+            )
+        })?;
+        builder = builder.identity(identity);
+    }
+    builder.build().map_err(|e| {
+        let chain = error_chain(&e);
+        if chain.contains("UnsupportedCertVersion") {
+            // Go's X509KeyPair takes a v1 certificate; rustls (webpki) takes only v3.
+            return err(
+                "cert",
+                "is an X.509 v1 certificate, which rmq-sidecar's TLS library (rustls) does not accept: \
+                 issue it as v3 (any extension does it, e.g. openssl x509 -req … -extfile with \
+                 extendedKeyUsage=clientAuth; cert-manager and cfssl issue v3)"
+                    .into(),
+            );
+        }
+        if chain.contains("KeyMismatch") {
+            return err(
+                "key",
+                "does not match cert (it is the key of another certificate)".into(),
+            );
+        }
+        err(
+            "key",
+            format!("cannot be used with cert (an unsupported key type?): {chain}"),
+        )
+    })
+}
+
+/// One `-----BEGIN <label>-----` … `-----END <label>-----` block.
+struct PemBlock<'a> {
+    label: &'a str,
+    /// The whole block, markers included.
+    text: &'a str,
+    /// `ENCRYPTED PRIVATE KEY`, or a legacy `Proc-Type: 4,ENCRYPTED` header.
+    encrypted: bool,
+}
+
+/// The PEM blocks of `text`, in order; text around and between them is skipped, as Go's
+/// `pem.Decode` does.
+fn pem_blocks(text: &str) -> Vec<PemBlock<'_>> {
+    const BEGIN: &str = "-----BEGIN ";
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let after = &rest[start + BEGIN.len()..];
+        let Some(label_end) = after.find("-----") else {
+            break;
+        };
+        let label = &after[..label_end];
+        if label.contains('\n') {
+            rest = after;
+            continue;
+        }
+        let end_marker = format!("-----END {label}-----");
+        let Some(end) = after.find(&end_marker) else {
+            break;
+        };
+        let stop = start + BEGIN.len() + end + end_marker.len();
+        let body = &after[label_end..end];
+        out.push(PemBlock {
+            label,
+            text: &rest[start..stop],
+            encrypted: label == "ENCRYPTED PRIVATE KEY" || body.contains("Proc-Type: 4,ENCRYPTED"),
+        });
+        rest = &rest[stop..];
+    }
+    out
 }
 
 /// `{serverAddress}/api/v1/query?query=…&time=…` plus `namespace` and `queryParameters`, as KEDA
@@ -490,6 +734,7 @@ rocketmq_exporter_collections_total 12
             unsafe_ssl: false,
             timeout: None,
             auth: PrometheusAuth::None,
+            tls: None,
         };
         let url = prometheus_url(&p, UNIX_EPOCH + Duration::from_millis(1_700_000_000_250));
         assert_eq!(

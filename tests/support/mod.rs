@@ -560,7 +560,7 @@ pub fn start_prometheus(target: &str) -> (String, PathBuf) {
 }
 
 /// [`start_prometheus`] with more `prometheus.sh start` options (`--scrape-interval 15s`,
-/// `--basic-auth USER:PASSWORD`).
+/// `--basic-auth USER:PASSWORD`, `--tls DIR` with [`certs`]' files, `--client-auth TYPE`).
 pub fn start_prometheus_with(target: &str, options: &[&str]) -> (String, PathBuf) {
     let dir = scratch().join(name("prom"));
     std::fs::create_dir_all(&dir).unwrap();
