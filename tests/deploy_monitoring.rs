@@ -1,9 +1,11 @@
 //! Monitoring in `deploy/`: the alert rules (`deploy/rules/rmq-alerts.yaml`, checked and unit-tested
 //! with Debian's `promtool`), their copies for Helm and kustomize, the chart's ServiceMonitor,
 //! PodMonitor, PrometheusRule and KEDA scaler port, the kustomize component
-//! `deploy/components/monitoring`, the KEDA examples, and a server-side dry run of every rendered
-//! object on the rig's real kube-apiserver with the Prometheus Operator's CRDs
-//! (`tests/rig/crds.sh`, from the published Go module).
+//! `deploy/components/monitoring`, the KEDA examples, the endpoints' TLS and basic auth and the
+//! exporter's TLS to RocketMQ (chart values `web`, `rocketmqTls`; components `web-tls`,
+//! `rocketmq-tls`), and a server-side dry run of every rendered object on the rig's real
+//! kube-apiserver with the Prometheus Operator's CRDs (`tests/rig/crds.sh`, from the published Go
+//! module).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -1063,4 +1065,677 @@ fn monitoring_objects_pass_server_side_dry_run() {
             err.lines().next().unwrap_or("")
         );
     }
+}
+
+// ------------------------------------------------------------------------------------------------
+// TLS and basic auth of the HTTP endpoints (web config), TLS to RocketMQ
+// ------------------------------------------------------------------------------------------------
+
+/// The chart's values with everything of `web`, `rocketmqTls` and the monitors' TLS and basic auth
+/// on; `hash` is the bcrypt hash of user prometheus.
+fn web_values(hash: &str) -> String {
+    format!(
+        r#"
+web:
+  tls:
+    enabled: true
+    secretName: rmq-web-tls
+    clientAuthType: RequireAndVerifyClientCert
+    minVersion: TLS13
+  basicAuthUsers:
+    prometheus: "{hash}"
+  headers:
+    X-Frame-Options: deny
+rocketmqTls:
+  enabled: true
+  secretName: rmq-client-tls
+  serverName: broker.rocketmq.svc
+  verifyHostname: false
+serviceMonitor:
+  enabled: true
+  tlsConfig:
+    certSecretName: prom-client-tls
+  basicAuth:
+    secretName: prom-basic-auth
+    usernameKey: user
+prometheusRule:
+  enabled: true
+"#
+    )
+}
+
+/// The pod spec of the Deployment whose pods are `app.kubernetes.io/name: name`.
+fn pod_spec<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    &docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "Deployment"
+                && d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == name
+        })
+        .unwrap_or_else(|| panic!("no Deployment with pods named {name}"))["spec"]["template"]
+        ["spec"]
+}
+
+/// The container's environment as name -> value (valueFrom entries left out).
+fn env_of(container: &Value) -> std::collections::BTreeMap<String, String> {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
+        .collect()
+}
+
+/// Where the file `path` of the pod's first container comes from: the (Secret, key) of the
+/// secret volume mounted (whole, no subPath or items, so that updates arrive) at its directory.
+fn mounted_file(pod: &Value, path: &str) -> (String, String) {
+    let (dir, key) = path
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("{path}: no directory"));
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["mountPath"] == dir)
+        .unwrap_or_else(|| panic!("{path}: nothing mounted at {dir}"));
+    assert!(mount.get("subPath").is_none(), "{path}: subPath mount");
+    assert_eq!(mount["readOnly"], true, "{path}: mount not read-only");
+    let volume = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap_or_else(|| panic!("{path}: no volume {}", mount["name"]));
+    let secret = &volume["secret"];
+    assert!(
+        secret.get("items").is_none(),
+        "{path}: volume {} maps items",
+        mount["name"]
+    );
+    (
+        secret["secretName"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path}: volume {} is not a Secret", mount["name"]))
+            .to_string(),
+        key.to_string(),
+    )
+}
+
+/// `(secret, key)` pairs for assertions.
+fn sk(secret: &str, key: &str) -> (String, String) {
+    (secret.to_string(), key.to_string())
+}
+
+/// Loads `web_config` (a rendered web config file naming TLS files under the mount `tls_mount`)
+/// with the binaries' own loader, those files replaced by a test CA's: returns (TLS on, basic auth
+/// on).
+fn load_web_config(web_config: &str, tls_mount: &str, what: &str) -> (bool, bool) {
+    let dir = support::scratch().join(support::name("web-config"));
+    std::fs::create_dir_all(&dir).unwrap();
+    support::certs::ca(&dir);
+    support::certs::leaf(
+        &dir,
+        "tls",
+        "rmq-exporter",
+        "subjectAltName=DNS:rmq-exporter\nextendedKeyUsage=serverAuth\n",
+    );
+    let file = dir.join("web-config.yml");
+    std::fs::write(
+        &file,
+        web_config.replace(&format!("{tls_mount}/"), &format!("{}/", dir.display())),
+    )
+    .unwrap();
+    let config =
+        rmq_web::Config::load(&file).unwrap_or_else(|e| panic!("{what}: the binaries refuse: {e}"));
+    (config.tls(), config.basic_auth())
+}
+
+/// web.tls + web.basicAuthUsers + rocketmqTls + the monitors' tlsConfig and basicAuth: the web
+/// config Secret holds the exporter-toolkit file (loaded by the binaries' own loader), both pods
+/// mount it and the TLS Secret and are pointed at it, the exporter mounts the RocketMQ client
+/// Secret and gets its env, probes are tcpSocket (basic auth; HTTPS with TLS alone), the
+/// monitors scrape https with the CA, server name, client certificate and credentials. Wrong
+/// combinations are refused; a real API server accepts every object.
+#[test]
+fn helm_chart_web_tls_basic_auth_and_rocketmq_tls() {
+    let hash = support::bcrypt("scrape-me");
+    let values = web_values(&hash);
+    let chart = must(
+        helm_template(&["--namespace", "mon-web"], Some(&values)),
+        "helm template (web TLS, basic auth, RocketMQ TLS)",
+    );
+    let docs = yaml_documents(&chart);
+
+    // The web config Secret.
+    let secret = docs
+        .iter()
+        .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == "rel-rmq-exporter-web-config")
+        .expect("Secret rel-rmq-exporter-web-config");
+    let text = secret["stringData"]["web-config.yml"]
+        .as_str()
+        .expect("stringData web-config.yml");
+    let web: Value = serde_yaml::from_str(text).expect("web-config.yml is YAML");
+    assert_eq!(
+        web,
+        json!({
+            "tls_server_config": {
+                "cert_file": "/etc/rmq-web/tls/tls.crt",
+                "key_file": "/etc/rmq-web/tls/tls.key",
+                "client_auth_type": "RequireAndVerifyClientCert",
+                "client_ca_file": "/etc/rmq-web/tls/ca.crt",
+                "min_version": "TLS13",
+            },
+            "http_server_config": {"headers": {"X-Frame-Options": "deny"}},
+            "basic_auth_users": {"prometheus": hash},
+        }),
+        "{text}"
+    );
+    assert_eq!(
+        load_web_config(text, "/etc/rmq-web/tls", "helm"),
+        (true, true)
+    );
+    eprintln!("helm: Secret rel-rmq-exporter-web-config holds tls_server_config (mutual TLS, TLS13), http_server_config.headers, basic_auth_users; rmq_web::Config::load accepts it (TLS and basic auth on)");
+
+    // Both pods: the config file and the files it names come from the right Secrets.
+    let exporter = pod_spec(&docs, "rmq-exporter");
+    let sidecar = pod_spec(&docs, "rmq-sidecar");
+    let env = env_of(&exporter["containers"][0]);
+    let exporter_file = &env["RMQ_EXPORTER_WEB_CONFIG_FILE"];
+    let args: Vec<&str> = sidecar["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = args
+        .iter()
+        .position(|a| *a == "--web.config.file")
+        .expect("sidecar --web.config.file");
+    let sidecar_file = args[at + 1];
+    for (pod, file, who) in [
+        (exporter, exporter_file.as_str(), "exporter"),
+        (sidecar, sidecar_file, "sidecar"),
+    ] {
+        assert_eq!(
+            mounted_file(pod, file),
+            sk("rel-rmq-exporter-web-config", "web-config.yml"),
+            "{who}"
+        );
+        for (setting, key) in [
+            ("cert_file", "tls.crt"),
+            ("key_file", "tls.key"),
+            ("client_ca_file", "ca.crt"),
+        ] {
+            assert_eq!(
+                mounted_file(pod, web["tls_server_config"][setting].as_str().unwrap()),
+                sk("rmq-web-tls", key),
+                "{who} {setting}"
+            );
+        }
+        eprintln!("helm: {who} reads {file} from Secret rel-rmq-exporter-web-config, cert_file/key_file/client_ca_file from Secret rmq-web-tls");
+    }
+
+    // TLS to RocketMQ: exporter only.
+    assert_eq!(env["RMQ_EXPORTER_TLS"], "true");
+    for (var, key) in [
+        ("RMQ_EXPORTER_TLS_CA_FILE", "ca.crt"),
+        ("RMQ_EXPORTER_TLS_CERT_FILE", "tls.crt"),
+        ("RMQ_EXPORTER_TLS_KEY_FILE", "tls.key"),
+    ] {
+        assert_eq!(
+            mounted_file(exporter, &env[var]),
+            sk("rmq-client-tls", key),
+            "{var}"
+        );
+    }
+    assert_eq!(env["RMQ_EXPORTER_TLS_SERVER_NAME"], "broker.rocketmq.svc");
+    assert_eq!(env["RMQ_EXPORTER_TLS_VERIFY_HOSTNAME"], "false");
+    assert_eq!(env["RMQ_EXPORTER_TLS_INSECURE_SKIP_VERIFY"], "false");
+    assert!(!sidecar["volumes"].to_string().contains("rmq-client-tls"));
+    eprintln!("helm: rocketmqTls -> RMQ_EXPORTER_TLS=true, CA/cert/key files from Secret rmq-client-tls, server name, verify hostname false");
+
+    // Probes: the kubelet sends no credentials, so tcpSocket.
+    for (pod, probe) in [
+        (exporter, "readinessProbe"),
+        (exporter, "livenessProbe"),
+        (sidecar, "livenessProbe"),
+    ] {
+        let p = &pod["containers"][0][probe];
+        assert_eq!(
+            p["tcpSocket"],
+            json!({"port": "http-metrics"}),
+            "{probe}: {p}"
+        );
+        assert!(p.get("httpGet").is_none(), "{probe}: {p}");
+    }
+    // Scrape annotations and the monitors.
+    let service = docs
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "rel-rmq-exporter")
+        .unwrap();
+    for annotations in [
+        &service["metadata"]["annotations"],
+        &docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "rel-rmq-exporter")
+            .unwrap()["spec"]["template"]["metadata"]["annotations"],
+        &docs
+            .iter()
+            .find(|d| {
+                d["kind"] == "Deployment" && d["metadata"]["name"] == "rel-rmq-exporter-sidecar"
+            })
+            .unwrap()["spec"]["template"]["metadata"]["annotations"],
+    ] {
+        assert_eq!(annotations["prometheus.io/scheme"], "https");
+    }
+    for line in check_monitors(&docs, None) {
+        eprintln!("helm: {line}");
+    }
+    for (kind, key) in [
+        ("ServiceMonitor", "endpoints"),
+        ("PodMonitor", "podMetricsEndpoints"),
+    ] {
+        let endpoint = &one_of_kind(&docs, kind)["spec"][key][0];
+        assert_eq!(endpoint["scheme"], "https", "{kind}");
+        assert_eq!(
+            endpoint["tlsConfig"],
+            json!({
+                "ca": {"secret": {"name": "rmq-web-tls", "key": "ca.crt"}},
+                "serverName": "rel-rmq-exporter.mon-web.svc",
+                "cert": {"secret": {"name": "prom-client-tls", "key": "tls.crt"}},
+                "keySecret": {"name": "prom-client-tls", "key": "tls.key"},
+            }),
+            "{kind}"
+        );
+        assert_eq!(
+            endpoint["basicAuth"],
+            json!({
+                "username": {"name": "prom-basic-auth", "key": "user"},
+                "password": {"name": "prom-basic-auth", "key": "password"},
+            }),
+            "{kind}"
+        );
+    }
+    eprintln!("helm: probes tcpSocket; prometheus.io/scheme https; ServiceMonitor and PodMonitor scheme https, tlsConfig (ca rmq-web-tls/ca.crt, serverName rel-rmq-exporter.mon-web.svc, client cert prom-client-tls), basicAuth prom-basic-auth");
+
+    // TLS alone: HTTPS probes, no users, no client certificate; the defaults: none of it.
+    let tls_only = yaml_documents(&must(
+        helm_template(
+            &[],
+            Some("web: {tls: {enabled: true, secretName: rmq-web-tls}}\nserviceMonitor: {enabled: true, tlsConfig: {insecureSkipVerify: true}}\n"),
+        ),
+        "helm template (TLS only)",
+    ));
+    for (pod, probe, path) in [
+        ("rmq-exporter", "readinessProbe", "/readyz"),
+        ("rmq-exporter", "livenessProbe", "/healthz"),
+        ("rmq-sidecar", "livenessProbe", "/healthz"),
+    ] {
+        assert_eq!(
+            pod_spec(&tls_only, pod)["containers"][0][probe]["httpGet"],
+            json!({"path": path, "port": "http-metrics", "scheme": "HTTPS"}),
+            "{pod} {probe}"
+        );
+    }
+    let text = of_kind(&tls_only, "Secret")[0]["stringData"]["web-config.yml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let web: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(
+        web,
+        json!({"tls_server_config": {"cert_file": "/etc/rmq-web/tls/tls.crt", "key_file": "/etc/rmq-web/tls/tls.key"}})
+    );
+    assert_eq!(
+        load_web_config(&text, "/etc/rmq-web/tls", "helm, TLS only"),
+        (true, false)
+    );
+    let endpoint = &one_of_kind(&tls_only, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(endpoint["tlsConfig"], json!({"insecureSkipVerify": true}));
+    assert!(endpoint.get("basicAuth").is_none());
+    let defaults = yaml_documents(&must(helm_template(&[], None), "helm template (defaults)"));
+    assert!(of_kind(&defaults, "Secret").is_empty());
+    let exporter = pod_spec(&defaults, "rmq-exporter");
+    assert!(exporter.get("volumes").is_none());
+    assert!(env_of(&exporter["containers"][0])
+        .keys()
+        .all(|k| !k.contains("TLS") && !k.contains("WEB_CONFIG")));
+    assert!(exporter["containers"][0]["readinessProbe"]["httpGet"]
+        .get("scheme")
+        .is_none());
+    eprintln!("helm: TLS alone -> httpGet probes with scheme HTTPS, no basic_auth_users, tlsConfig insecureSkipVerify; defaults -> no web config Secret, no volumes, no TLS env");
+
+    for (values, message) in [
+        (
+            "web: {tls: {enabled: true}}",
+            "web.tls.secretName is required",
+        ),
+        (
+            "web: {tls: {enabled: true, secretName: x, clientAuthType: RequireAnyClientCert}}",
+            "web.tls.clientAuthType \"RequireAnyClientCert\": supported are",
+        ),
+        (
+            "web: {tls: {clientAuthType: RequireAndVerifyClientCert}}",
+            "need web.tls.enabled",
+        ),
+        (
+            "web: {basicAuthUsers: {p: x}}\nserviceMonitor: {enabled: true}",
+            "serviceMonitor.basicAuth.secretName is required",
+        ),
+        (
+            "web: {tls: {enabled: true, secretName: x, clientAuthType: RequireAndVerifyClientCert}}\nserviceMonitor: {enabled: true}",
+            "serviceMonitor.tlsConfig.certSecretName is required",
+        ),
+        (
+            "rocketmqTls: {enabled: true}",
+            "rocketmqTls.secretName is required",
+        ),
+    ] {
+        let out = helm_template(&[], Some(values));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(message), "{values}: {err}");
+        eprintln!("helm refuses {values:?}: {message}");
+    }
+
+    let kube = kube();
+    must(
+        kube.kubectl(&["create", "namespace", "mon-web"]),
+        "create namespace",
+    );
+    let n = dry_run(
+        kube,
+        "mon-web",
+        &chart,
+        "helm chart, web TLS + basic auth + RocketMQ TLS",
+    );
+    eprintln!("server dry run: {n} objects of the chart with web TLS, basic auth and RocketMQ TLS accepted");
+}
+
+/// deploy/base + components monitoring, web-tls and rocketmq-tls: both pods mount the generated
+/// web config Secret (a file the binaries load) and the TLS Secret, probe over HTTPS, the
+/// monitors scrape https trusting the Secret's CA, the exporter gets the RocketMQ client Secret
+/// and env. deploy/README.md's web-auth component on top replaces the web config with one with
+/// basic auth, makes the probes tcpSocket and gives the monitors credentials. web-tls alone (no
+/// monitors to patch) builds too; a real API server accepts the objects.
+#[test]
+fn kustomize_components_add_web_tls_and_rocketmq_tls() {
+    let root = repo_root();
+    let dir = support::scratch().join("overlay-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rel = |p: &str| {
+        up_to_root(&dir)
+            .join(root.join(p).strip_prefix("/").unwrap())
+            .display()
+            .to_string()
+    };
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: shop-tls\n\
+             resources:\n  - {}\ncomponents:\n  - {}\n  - {}\n  - {}\n",
+            rel("deploy/base"),
+            rel(COMPONENT),
+            rel("deploy/components/web-tls"),
+            rel("deploy/components/rocketmq-tls"),
+        ),
+    )
+    .unwrap();
+    let built = must(
+        Command::new(kubectl())
+            .arg("kustomize")
+            .arg(&dir)
+            .output()
+            .unwrap(),
+        "kubectl kustomize overlay (TLS components)",
+    );
+    let docs = yaml_documents(&built);
+    for line in check_monitors(&docs, None) {
+        eprintln!("kustomize: {line}");
+    }
+
+    let secret = docs
+        .iter()
+        .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == "rmq-web-config")
+        .expect("Secret rmq-web-config");
+    use base64::Engine;
+    let text = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(
+                secret["data"]["web-config.yml"]
+                    .as_str()
+                    .unwrap()
+                    .split_whitespace()
+                    .collect::<String>(),
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    let web: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(
+        load_web_config(&text, "/etc/rmq-web/tls", "kustomize"),
+        (true, false)
+    );
+    let exporter = pod_spec(&docs, "rmq-exporter");
+    let sidecar = pod_spec(&docs, "rmq-sidecar");
+    let env = env_of(&exporter["containers"][0]);
+    for (pod, var, who) in [
+        (exporter, "RMQ_EXPORTER_WEB_CONFIG_FILE", "exporter"),
+        (sidecar, "RMQ_SIDECAR_WEB_CONFIG_FILE", "sidecar"),
+    ] {
+        let file = &env_of(&pod["containers"][0])[var];
+        assert_eq!(
+            mounted_file(pod, file),
+            sk("rmq-web-config", "web-config.yml"),
+            "{who}"
+        );
+        for (setting, key) in [("cert_file", "tls.crt"), ("key_file", "tls.key")] {
+            assert_eq!(
+                mounted_file(pod, web["tls_server_config"][setting].as_str().unwrap()),
+                sk("rmq-exporter-web-tls", key),
+                "{who} {setting}"
+            );
+        }
+        for probe in ["readinessProbe", "livenessProbe"] {
+            let p = &pod["containers"][0][probe];
+            if !p.is_null() {
+                assert_eq!(p["httpGet"]["scheme"], "HTTPS", "{who} {probe}");
+            }
+        }
+        assert_eq!(
+            docs.iter()
+                .find(|d| d["kind"] == "Deployment" && d["spec"]["template"]["spec"] == *pod)
+                .unwrap()["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scheme"],
+            "https"
+        );
+        eprintln!("kustomize: {who} reads {file} from Secret rmq-web-config (loads: TLS on), certificate from rmq-exporter-web-tls, probes HTTPS");
+    }
+    for (var, key) in [
+        ("RMQ_EXPORTER_TLS_CA_FILE", "ca.crt"),
+        ("RMQ_EXPORTER_TLS_CERT_FILE", "tls.crt"),
+        ("RMQ_EXPORTER_TLS_KEY_FILE", "tls.key"),
+    ] {
+        assert_eq!(
+            mounted_file(exporter, &env[var]),
+            sk("rmq-exporter-rocketmq-tls", key),
+            "{var}"
+        );
+    }
+    assert_eq!(env["RMQ_EXPORTER_TLS"], "true");
+    for (kind, key) in [
+        ("ServiceMonitor", "endpoints"),
+        ("PodMonitor", "podMetricsEndpoints"),
+    ] {
+        let endpoint = &one_of_kind(&docs, kind)["spec"][key][0];
+        assert_eq!(endpoint["scheme"], "https", "{kind}");
+        assert_eq!(
+            endpoint["tlsConfig"],
+            json!({"ca": {"secret": {"name": "rmq-exporter-web-tls", "key": "ca.crt"}}, "serverName": "rmq-exporter"}),
+            "{kind}"
+        );
+    }
+    let service = docs
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "rmq-exporter")
+        .unwrap();
+    assert_eq!(
+        service["metadata"]["annotations"]["prometheus.io/scheme"],
+        "https"
+    );
+    eprintln!("kustomize: RocketMQ TLS files from Secret rmq-exporter-rocketmq-tls; monitors scheme https, ca rmq-exporter-web-tls/ca.crt, serverName rmq-exporter");
+
+    // Basic auth: deploy/README.md's web-auth component, listed after web-tls, with its own
+    // web-config.yml.
+    let readme = std::fs::read_to_string(root.join("deploy/README.md")).unwrap();
+    let marker = "# overlays/prod/web-auth/kustomization.yaml\n";
+    let start = readme
+        .find(marker)
+        .expect("deploy/README.md: the web-auth component")
+        + marker.len();
+    let component = &readme[start..start + readme[start..].find("```").unwrap()];
+    let auth_dir = support::scratch().join("overlay-web-auth");
+    std::fs::create_dir_all(auth_dir.join("web-auth")).unwrap();
+    std::fs::write(auth_dir.join("web-auth/kustomization.yaml"), component).unwrap();
+    let hash = support::bcrypt("scrape-me");
+    std::fs::write(
+        auth_dir.join("web-auth/web-config.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: /etc/rmq-web/tls/tls.crt\n  key_file: /etc/rmq-web/tls/tls.key\n\
+             basic_auth_users:\n  prometheus: \"{hash}\"\n"
+        ),
+    )
+    .unwrap();
+    let rel_auth = |p: &str| {
+        up_to_root(&auth_dir)
+            .join(root.join(p).strip_prefix("/").unwrap())
+            .display()
+            .to_string()
+    };
+    std::fs::write(
+        auth_dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: shop-tls\n\
+             resources:\n  - {}\ncomponents:\n  - {}\n  - {}\n  - web-auth\n",
+            rel_auth("deploy/base"),
+            rel_auth(COMPONENT),
+            rel_auth("deploy/components/web-tls"),
+        ),
+    )
+    .unwrap();
+    let auth_built = must(
+        Command::new(kubectl())
+            .arg("kustomize")
+            .arg(&auth_dir)
+            .output()
+            .unwrap(),
+        "kubectl kustomize overlay (web-tls + README's web-auth)",
+    );
+    let auth_docs = yaml_documents(&auth_built);
+    let secrets = of_kind(&auth_docs, "Secret");
+    assert_eq!(secrets.len(), 1, "rmq-web-config replaced, not added");
+    let text = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(
+                secrets[0]["data"]["web-config.yml"]
+                    .as_str()
+                    .unwrap()
+                    .split_whitespace()
+                    .collect::<String>(),
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        load_web_config(&text, "/etc/rmq-web/tls", "kustomize web-auth"),
+        (true, true)
+    );
+    for (pod, probe) in [
+        ("rmq-exporter", "readinessProbe"),
+        ("rmq-exporter", "livenessProbe"),
+        ("rmq-sidecar", "livenessProbe"),
+    ] {
+        let p = &pod_spec(&auth_docs, pod)["containers"][0][probe];
+        assert_eq!(
+            p["tcpSocket"],
+            json!({"port": "http-metrics"}),
+            "{pod} {probe}: {p}"
+        );
+        assert!(p.get("httpGet").is_none(), "{pod} {probe}: {p}");
+    }
+    for (kind, key) in [
+        ("ServiceMonitor", "endpoints"),
+        ("PodMonitor", "podMetricsEndpoints"),
+    ] {
+        let endpoint = &one_of_kind(&auth_docs, kind)["spec"][key][0];
+        assert_eq!(endpoint["scheme"], "https", "{kind}");
+        assert_eq!(
+            endpoint["basicAuth"],
+            json!({
+                "username": {"name": "prom-basic-auth", "key": "username"},
+                "password": {"name": "prom-basic-auth", "key": "password"},
+            }),
+            "{kind}"
+        );
+    }
+    eprintln!("kustomize: deploy/README.md's web-auth component replaces rmq-web-config (loads: TLS and basic auth on), probes tcpSocket, monitors basicAuth prom-basic-auth");
+
+    // web-tls without components/monitoring: its monitor patches match nothing.
+    let alone = support::scratch().join("overlay-web-tls-alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::write(
+        alone.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             resources:\n  - {}\ncomponents:\n  - {}\n",
+            up_to_root(&alone)
+                .join(root.join("deploy/base").strip_prefix("/").unwrap())
+                .display(),
+            up_to_root(&alone)
+                .join(
+                    root.join("deploy/components/web-tls")
+                        .strip_prefix("/")
+                        .unwrap()
+                )
+                .display(),
+        ),
+    )
+    .unwrap();
+    let alone_docs = yaml_documents(&must(
+        Command::new(kubectl())
+            .arg("kustomize")
+            .arg(&alone)
+            .output()
+            .unwrap(),
+        "kubectl kustomize base + web-tls",
+    ));
+    assert!(of_kind(&alone_docs, "ServiceMonitor").is_empty());
+    assert_eq!(of_kind(&alone_docs, "Secret").len(), 1);
+    eprintln!(
+        "kustomize: base + web-tls alone builds ({} objects, no monitors)",
+        alone_docs.len()
+    );
+
+    let kube = kube();
+    must(
+        kube.kubectl(&["create", "namespace", "shop-tls"]),
+        "create namespace",
+    );
+    let n = dry_run(
+        kube,
+        "shop-tls",
+        &built,
+        "deploy/base + components monitoring, web-tls, rocketmq-tls",
+    );
+    eprintln!(
+        "server dry run: {n} objects of deploy/base + monitoring + web-tls + rocketmq-tls accepted"
+    );
+    let n = dry_run(
+        kube,
+        "shop-tls",
+        &auth_built,
+        "deploy/base + components monitoring, web-tls, README's web-auth",
+    );
+    eprintln!(
+        "server dry run: {n} objects of deploy/base + monitoring + web-tls + web-auth accepted"
+    );
 }

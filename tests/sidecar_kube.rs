@@ -575,7 +575,12 @@ fn assert_containers_use_known_flags(docs: &[serde_json::Value]) {
             .as_array()
             .unwrap()
         {
-            let binary = c["command"][0].as_str().expect("command");
+            let command = c["command"][0].as_str().expect("command");
+            // The images are FROM scratch with the binary at /NAME and no PATH: the command must
+            // be that absolute path (what the image's ENTRYPOINT is).
+            let binary = command
+                .strip_prefix('/')
+                .unwrap_or_else(|| panic!("command {command:?} is not the image's /{command}"));
             let help = must(
                 Command::new(support::bin(binary))
                     .arg("--help")

@@ -21,16 +21,6 @@ fn make_certs(dir: &Path) {
     certs::leaf(dir, "client", "prometheus", "extendedKeyUsage=clientAuth\n");
 }
 
-fn bcrypt(password: &str) -> String {
-    let out = Command::new("python3")
-        .args(["-c", "import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1024)))", password])
-        .output()
-        .unwrap();
-    let h = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(h.starts_with("$2"), "no bcrypt hash: {out:?}");
-    h
-}
-
 struct Proc(Child, PathBuf);
 
 impl Drop for Proc {
@@ -114,7 +104,7 @@ fn prometheus_scrapes_both_binaries_over_mutual_tls_with_basic_auth_and_everythi
     let web = dir.join("web.yml");
     let web_text = format!(
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n  min_version: TLS12\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\nbasic_auth_users:\n  prometheus: '{}'\n",
-        bcrypt(password)
+        support::bcrypt(password)
     );
     std::fs::write(&web, &web_text).unwrap();
     let (exp_addr, sc_addr) = (

@@ -672,11 +672,26 @@ pub fn http_request(
     path_and_query: &str,
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    http_request_with(addr, method, path_and_query, &[], body)
+}
+
+/// [`http_request`] with extra request headers.
+pub fn http_request_with(
+    addr: &str,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut raw = Vec::new();
@@ -884,5 +899,82 @@ pub mod certs {
                 &crt,
             ],
         );
+    }
+}
+
+/// A bcrypt hash of `password` (for `basic_auth_users` in a web config file).
+pub fn bcrypt(password: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1024)))", password])
+        .output()
+        .unwrap();
+    let h = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(h.starts_with("$2"), "no bcrypt hash: {out:?}");
+    h
+}
+
+/// An `rmq-sidecar` child process with its log in a file; killed on drop.
+pub struct Sidecar {
+    pub child: Child,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl Sidecar {
+    /// Starts `rmq-sidecar --listen <free port>` with `args`.
+    pub fn start(args: &[&str]) -> Sidecar {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = scratch().join(format!("{}.log", name("rmq-sidecar")));
+        let child = Command::new(bin("rmq-sidecar"))
+            .args(["--listen", &addr])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Sidecar { child, addr, log }
+    }
+
+    /// Its /metrics page (empty while it does not answer).
+    pub fn page(&self) -> String {
+        http_get(&self.addr, "/metrics")
+            .map(|r| r.1)
+            .unwrap_or_default()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` until `check` holds on /metrics.
+    pub fn until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Metrics) -> bool,
+    ) {
+        let t0 = Instant::now();
+        loop {
+            if check(&Metrics::parse(&self.page())) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the sidecar exited ({status}):\n{}", self.log_text());
+            }
+            assert!(
+                t0.elapsed() < timeout,
+                "{what}: not within {timeout:?}\n{}\nlog:\n{}",
+                self.page(),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
