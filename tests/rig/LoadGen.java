@@ -14,6 +14,13 @@
 //   hold    --namesrv A --group G --topic T --hold-s S [--timeout-s S]
 //   pop     --namesrv A --group G --topic T --expect M [--timeout-s S]        (5.x only)
 //   groups  --namesrv A --count G --prefix P --topic T [--lag L] [--threads K]
+//   churn   --namesrv A --seconds D --every P --groups K --keep N --truth FILE [--prefix SOAK]
+//           (every P s: a new topic PREFIX_T<n> with 4 queues per master and 5 messages per
+//            queue, K groups PREFIX_G<n>_<i> committed lag L = 1 + n % 5 behind on every queue,
+//            and the generation n - N deleted on every master ever seen (groups with their
+//            offsets, then the topic; a master that is down fails the step: retried next tick);
+//            every completed step is appended to FILE as one JSON line with its epoch ms;
+//            a step that fails (a broker restarting) is logged and retried on the next tick)
 // Common options: --ak ACCESS_KEY --sk SECRET_KEY (ACL; RPC hook AclClientRPCHook).
 // Exit code: 0 ok, 1 failure/timeout, 2 usage error.
 
@@ -63,6 +70,7 @@ public class LoadGen {
     static final int UPDATE_CONSUMER_OFFSET = 15;
     static final int UPDATE_AND_CREATE_SUBSCRIPTIONGROUP = 200;
     static final int UPDATE_AND_CREATE_SUBSCRIPTIONGROUP_LIST = 225; // 5.x only
+    static final int DELETE_SUBSCRIPTIONGROUP = 207;
 
     static Map<String, String> opts = new HashMap<>();
     static RPCHook hook;
@@ -90,6 +98,7 @@ public class LoadGen {
                 case "hold": rc = hold(); break;
                 case "pop": rc = pop(); break;
                 case "groups": rc = groups(); break;
+                case "churn": rc = churn(); break;
                 default: usage("unknown subcommand " + cmd); rc = 2;
             }
         } catch (Throwable t) {
@@ -523,11 +532,26 @@ public class LoadGen {
         String prefix = req("prefix");
         String topic = req("topic");
         long lag = intOpt("lag", 0);
-        int threads = intOpt("threads", 8);
         DefaultMQAdminExt admin = newAdmin();
         NettyRemotingClient rc = new NettyRemotingClient(new NettyClientConfig());
         if (hook != null) rc.registerRPCHook(hook);
         rc.start();
+        try {
+            List<String> names = new ArrayList<>(count);
+            for (int i = 0; i < count; i++) names.add(prefix + i);
+            makeGroups(admin, rc, names, topic, lag);
+        } finally {
+            rc.shutdown();
+            admin.shutdown();
+        }
+        System.out.println("RESULT groups=" + count);
+        return 0;
+    }
+
+    /** subscription groups `names` on every master, each committed `lag` behind on every queue of `topic` */
+    static void makeGroups(DefaultMQAdminExt admin, NettyRemotingClient rc, List<String> names, String topic, long lag) throws Exception {
+        int count = names.size();
+        int threads = intOpt("threads", 8);
         ExecutorService pool = Executors.newFixedThreadPool(threads);
         long t0 = System.currentTimeMillis();
         try {
@@ -548,8 +572,6 @@ public class LoadGen {
                     commit.put(mq, Math.max(0, admin.maxOffset(mq) - lag));
                 }
             }
-            List<String> names = new ArrayList<>(count);
-            for (int i = 0; i < count; i++) names.add(prefix + i);
 
             // 1. subscription groups on every master
             for (String addr : brokerAddr.values()) {
@@ -614,11 +636,126 @@ public class LoadGen {
             log("committed offsets for " + count + " groups x " + commit.size() + " queues in " + (System.currentTimeMillis() - t1) + " ms");
         } finally {
             pool.shutdownNow();
+        }
+    }
+
+    static int churn() throws Exception {
+        long seconds = intOpt("seconds", 3600);
+        long every = intOpt("every", 15) * 1000L;
+        int k = intOpt("groups", 20);
+        int keep = intOpt("keep", 8);
+        String prefix = opt("prefix", "SOAK");
+        java.nio.file.Path truth = java.nio.file.Paths.get(req("truth"));
+        DefaultMQAdminExt admin = newAdmin();
+        NettyRemotingClient rc = new NettyRemotingClient(new NettyClientConfig());
+        if (hook != null) rc.registerRPCHook(hook);
+        rc.start();
+        DefaultMQProducer producer = new DefaultMQProducer("loadgen-churn", hook);
+        producer.setNamesrvAddr(namesrv);
+        producer.setInstanceName("loadgen-churn-" + ProcessHandle.current().pid());
+        producer.setSendMsgTimeout(5000);
+        producer.setRetryTimesWhenSendFailed(0);
+        producer.start();
+        long end = System.currentTimeMillis() + seconds * 1000;
+        int next = 0, created = 0, deleted = 0, failures = 0;
+        java.util.ArrayDeque<Integer> live = new java.util.ArrayDeque<>();
+        // every master ever seen: a generation is deleted on all of them (a broker that is down
+        // fails the deletion, retried on the next tick), never only on the ones up right now
+        TreeMap<String, String> known = new TreeMap<>();
+        try {
+            for (long tick = System.currentTimeMillis(); tick < end; tick += every) {
+                long wait = tick - System.currentTimeMillis();
+                if (wait > 0) Thread.sleep(wait);
+                try {
+                    known.putAll(masters(admin));
+                    while (live.size() >= keep) {
+                        int n = live.peekFirst();
+                        String topic = prefix + "_T" + n;
+                        for (String addr : known.values()) {
+                            for (int i = 0; i < k; i++) {
+                                RemotingCommand r = RemotingCommand.createRequestCommand(DELETE_SUBSCRIPTIONGROUP, null);
+                                r.addExtField("groupName", prefix + "_G" + n + "_" + i);
+                                r.addExtField("cleanOffset", "true");
+                                r.addExtField("removeOffset", "true");
+                                RemotingCommand resp = rc.invokeSync(addr, r, 5000);
+                                if (resp == null || resp.getCode() != 0) throw new IllegalStateException("delete group on " + addr + ": " + (resp == null ? "null" : resp.getCode() + " " + resp.getRemark()));
+                            }
+                        }
+                        admin.deleteTopicInBroker(new java.util.HashSet<>(known.values()), topic);
+                        var ns = new java.util.HashSet<>(admin.getNameServerAddressList());
+                        admin.deleteTopicInNameServer(ns, topic);
+                        live.removeFirst();
+                        deleted++;
+                        appendTruth(truth, "{\"t\":" + System.currentTimeMillis() + ",\"op\":\"delete\",\"gen\":" + n + ",\"topic\":\"" + topic + "\"}");
+                    }
+                } catch (Exception e) {
+                    failures++;
+                    log("churn deletion failed (retried next tick): " + e);
+                    appendTruth(truth, "{\"t\":" + System.currentTimeMillis() + ",\"op\":\"error\",\"error\":\"delete: " + String.valueOf(e.getMessage()).replace("\"", "'").replace("\\", "/") + "\"}");
+                }
+                try {
+                    TreeMap<String, String> m = masters(admin);
+                    int n = next;
+                    String topic = prefix + "_T" + n;
+                    int queues = 4;
+                    for (String addr : m.values()) {
+                        TopicConfig tc = new TopicConfig(topic);
+                        tc.setReadQueueNums(queues);
+                        tc.setWriteQueueNums(queues);
+                        tc.setPerm(6);
+                        admin.createAndUpdateTopicConfig(addr, tc);
+                    }
+                    int perQueue = 5;
+                    for (String b : m.keySet()) {
+                        for (int q = 0; q < queues; q++) {
+                            MessageQueue mq = new MessageQueue(topic, b, q);
+                            for (int i = 0; i < perQueue; i++) {
+                                SendResult r = sendRetrying(producer, new Message(topic, ("soak " + n + " " + i).getBytes(StandardCharsets.UTF_8)), mq);
+                                if (r.getSendStatus() != SendStatus.SEND_OK) throw new IllegalStateException("send " + mq + ": " + r.getSendStatus());
+                            }
+                        }
+                    }
+                    long lag = 1 + n % 5;
+                    List<String> names = new ArrayList<>();
+                    for (int i = 0; i < k; i++) names.add(prefix + "_G" + n + "_" + i);
+                    makeGroups(admin, rc, names, topic, lag);
+                    next++;
+                    live.addLast(n);
+                    created++;
+                    StringBuilder g = new StringBuilder();
+                    for (String name : names) g.append(g.length() == 0 ? "" : ",").append('"').append(name).append('"');
+                    appendTruth(truth, "{\"t\":" + System.currentTimeMillis() + ",\"op\":\"create\",\"gen\":" + n + ",\"topic\":\"" + topic
+                        + "\",\"lag\":" + (lag * queues * m.size()) + ",\"groups\":[" + g + "]}");
+                } catch (Exception e) {
+                    failures++;
+                    log("churn creation failed (retried next tick): " + e);
+                    appendTruth(truth, "{\"t\":" + System.currentTimeMillis() + ",\"op\":\"error\",\"error\":\"create: " + String.valueOf(e.getMessage()).replace("\"", "'").replace("\\", "/") + "\"}");
+                }
+            }
+        } finally {
+            producer.shutdown();
             rc.shutdown();
             admin.shutdown();
         }
-        System.out.println("RESULT groups=" + count);
+        System.out.println("RESULT created=" + created + " deleted=" + deleted + " failures=" + failures);
         return 0;
+    }
+
+    /** the route of a topic just created reaches the name server a moment later */
+    static SendResult sendRetrying(DefaultMQProducer producer, Message msg, MessageQueue mq) throws Exception {
+        for (int attempt = 0; ; attempt++) {
+            try {
+                return producer.send(msg, mq);
+            } catch (Exception e) {
+                if (attempt >= 20) throw e;
+                Thread.sleep(250);
+            }
+        }
+    }
+
+    static void appendTruth(java.nio.file.Path f, String line) throws java.io.IOException {
+        java.nio.file.Files.write(f, (line + "\n").getBytes(StandardCharsets.UTF_8),
+            java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
     }
 
     static String groupJson(String g) {

@@ -2,6 +2,7 @@
 # rocketmq.sh — start/stop a throw-away Apache RocketMQ cluster on 127.0.0.1 for tests.
 #
 #   rocketmq.sh start --version V --dir DIR [--brokers 1|2] [--slave] [--acl] [--owner-pid PID]
+#                     [--acl-secret SK] (the ACL user's secret key; default 12345678)
 #                     [--tls permissive|enforcing --tls-dir CERTS [--tls-client-auth none|optional|require]]
 #                     (--slave: broker-a also gets a slave, node broker-a-slave, brokerId 1)
 #                     (--tls: every node serves TLS with CERTS/server.crt+server.key; clients (brokers
@@ -10,6 +11,7 @@
 #                      against CERTS/ca.crt)
 #   rocketmq.sh stop --dir DIR
 #   rocketmq.sh kill-broker  --dir DIR --name broker-a|broker-b|broker-a-slave     (kill -9)
+#   rocketmq.sh stop-broker  --dir DIR --name broker-a|broker-b|broker-a-slave     (SIGTERM: offsets persisted; -9 after 30 s)
 #   rocketmq.sh start-broker --dir DIR --name broker-a|broker-b|broker-a-slave     (same ports/store, waits ready)
 #   rocketmq.sh kill-namesrv  --dir DIR                             (kill -9)
 #   rocketmq.sh start-namesrv --dir DIR                             (same port, waits ready + brokers re-registered)
@@ -355,6 +357,7 @@ cmd_start() {
       --slave) slave=1; shift ;;
       --acl) acl=1; shift ;;
       --owner-pid) owner="$2"; shift 2 ;;
+      --acl-secret) ACL_SK="$2"; shift 2 ;;
       --tls) TLS_MODE="$2"; shift 2 ;;
       --tls-dir) TLS_DIR="$2"; shift 2 ;;
       --tls-client-auth) TLS_CLIENT_AUTH="$2"; shift 2 ;;
@@ -427,6 +430,7 @@ cmd_start() {
     echo "BROKERS=$brokers"
     echo "SLAVE=$slave"
     echo "ACL=$acl"
+    echo "ACL_SK=$(printf %q "$ACL_SK")"
     echo "TLS_MODE=$TLS_MODE"
     echo "TLS_DIR=$(printf %q "$TLS_DIR")"
     echo "TLS_CLIENT_AUTH=$TLS_CLIENT_AUTH"
@@ -585,7 +589,7 @@ stop_nodes() {
   ((${#pids[@]})) || return 0
   kill -TERM "${pids[@]}" 2>/dev/null || true
   local i alive
-  for i in $(seq 1 50); do
+  for i in $(seq 1 "${STOP_GRACE_TENTHS:-50}"); do
     alive=0
     for pid in "${pids[@]}"; do pid_alive "$pid" && alive=1; done
     ((alive)) || break
@@ -742,6 +746,7 @@ case "$sub" in
   stop) cmd_stop "$@" ;;
   kill-broker) parse_dir_name "$@"; load_state; check_broker_name; cmd_kill_node "$NAME" ;;
   start-broker) parse_dir_name "$@"; load_state; check_broker_name; cmd_start_broker ;;
+  stop-broker) parse_dir_name "$@"; load_state; check_broker_name; STOP_GRACE_TENTHS=300 stop_nodes "$NAME"; rm -f "$DIR/pids/$NAME.pid"; log "stopped $NAME" ;;
   kill-namesrv) parse_dir_name "$@"; load_state; cmd_kill_node namesrv ;;
   start-namesrv) parse_dir_name "$@"; load_state; cmd_start_namesrv ;;
   status) parse_dir_name "$@"; load_state; cmd_status ;;
@@ -752,5 +757,5 @@ case "$sub" in
     if [[ "$sub" == mqadmin ]]; then cmd_mqadmin "$@"; else cmd_loadgen "$@"; fi
     ;;
   -h|--help|help) awk 'NR>1 && /^#/ {sub(/^# ?/, ""); print; next} NR>1 {exit}' "$SELF" ;;
-  *) die "unknown subcommand $sub (start|stop|kill-broker|start-broker|kill-namesrv|start-namesrv|status|mqadmin|loadgen)" ;;
+  *) die "unknown subcommand $sub (start|stop|kill-broker|stop-broker|start-broker|kill-namesrv|start-namesrv|status|mqadmin|loadgen)" ;;
 esac
