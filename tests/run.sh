@@ -5,7 +5,8 @@
 # the Kubernetes API server rig, KEDA and the controller manager, helm, and for the image test
 # buildah, musl-tools and Rust's musl target), caching everything outside the repo
 # (~/.cache/rmq-rig for jars and binaries, ~/.cache/rmq-exporter/target for Cargo), then runs
-# every unit and integration test with cargo. Tests start and stop their own servers on loopback.
+# every unit and integration test with cargo and a short run of
+# every fuzz target. Tests start and stop their own servers on loopback.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -53,11 +54,18 @@ echo "tests/run.sh: container images, in the background (log: $image_log)" >&2
 nohup bash image/build.sh >"$image_log" 2>&1 </dev/null &
 image_pid=$!
 cargo test --workspace --no-run 2>&1 | tee "$log"
+# The fuzz targets (cargo-fuzz on the nightly toolchain, its own target dir in ~/.cache/rmq-fuzz).
+echo "tests/run.sh: fuzz targets (nightly, cargo-fuzz)" >&2
+bash fuzz/run.sh build 2>&1 | tail -n 3
 # Let the image build finish before the tests start (it is cached on later runs).
 wait "$image_pid" || echo "tests/run.sh: the image build failed (see $image_log); tests/image.rs will say why" >&2
 cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
+# A short run of every fuzz target from its committed corpus (the long runs: FUZZING.md).
+bash fuzz/run.sh smoke 2>&1 | tee -a "$log"
+[[ ${PIPESTATUS[0]} == 0 ]] || rc=1
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     /^fuzz smoke: [0-9]+ targets, [0-9]+ crash/ { p += $3 - $5; f += $5 }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$rc"

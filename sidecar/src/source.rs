@@ -521,7 +521,8 @@ fn parse_line(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
     }
     let (name, labels, rest) = match line.find('{') {
         Some(open) => {
-            let close = line.rfind('}')?;
+            // A `}` before the first `{` is junk, not an empty label set (the slice would panic).
+            let close = line.rfind('}').filter(|&close| close > open)?;
             (
                 &line[..open],
                 parse_labels(&line[open + 1..close])?,
@@ -752,5 +753,17 @@ rocketmq_exporter_collections_total 12
         assert_eq!(v, 3.5);
         assert!(parse_line("# comment").is_none());
         assert!(parse_line("m{a=\"unterminated} 1").is_none());
+    }
+
+    #[test]
+    fn a_closing_brace_before_the_opening_one_is_junk_not_a_panic() {
+        // Found by fuzz/ (sidecar_prometheus): `rfind('}')` before `find('{')` sliced backwards.
+        assert!(parse_line("m} 1 {").is_none());
+        assert!(parse_line("rocketmq_consumer_ready_messages} 30 {x").is_none());
+        let page = "rocketmq_exporter_collections_total 1\nrocketmq_consumer_ready_messages}{ 5\n";
+        assert_eq!(
+            exporter_backlog(page, &exporter("G", None, None)),
+            Observation::Missing
+        );
     }
 }

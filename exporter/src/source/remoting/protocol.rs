@@ -85,10 +85,10 @@ pub fn cluster_info(body: &[u8]) -> Result<Vec<BrokerData>, BodyError> {
             .entries()
             .iter()
             .filter_map(|(id, addr)| {
-                Some((
-                    id.key_text()?.parse::<i64>().ok()?,
-                    addr.as_str()?.to_string(),
-                ))
+                // Broker ids are 0 (master) or positive (slaves); a negative one would sort before
+                // the master and be read instead of it.
+                let id = id.key_text()?.parse::<i64>().ok().filter(|id| *id >= 0)?;
+                Some((id, addr.as_str()?.to_string()))
             })
             .collect();
         out.push(BrokerData {
@@ -236,6 +236,17 @@ mod tests {
         let b = cluster_info(body).unwrap();
         assert!(!b[0].has_master());
         assert_eq!(b[0].read_addr(), Some("h:1"));
+    }
+
+    #[test]
+    fn negative_broker_ids_are_ignored() {
+        // Found by fuzz/ (remoting_bodies): id -10 sorted before the master and was read instead.
+        let body = br#"{"brokerAddrTable":{"b":{"brokerAddrs":{-10:"h:x",0:"h:0",1:"h:1"},"brokerName":"b"}}}"#;
+        let b = cluster_info(body).unwrap();
+        assert_eq!(b[0].read_addr(), Some("h:0"));
+        assert_eq!(b[0].addrs.len(), 2);
+        let body = br#"{"brokerAddrTable":{"b":{"brokerAddrs":{"-1":"h:x","2":"h:2"}}}}"#;
+        assert_eq!(cluster_info(body).unwrap()[0].read_addr(), Some("h:2"));
     }
 
     #[test]
