@@ -9,11 +9,10 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use support::{bin, free_port, http_get, name, scratch, start_prometheus_with, Metrics};
+use support::{name, scratch, start_prometheus_with, Metrics, Sidecar};
 
 const USER: &str = "keda";
 const PASSWORD: &str = "pr0m-s3cret";
@@ -59,66 +58,22 @@ fn scaled_object(name: &str, server: &str, metadata_extra: &str, auth: &str) -> 
     )
 }
 
-struct Sidecar {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sidecar {
-    fn start(config: &Path, secrets: &Path) -> Sidecar {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = scratch().join(format!("{}.log", name("sidecar-tls")));
-        let child = Command::new(bin("rmq-sidecar"))
-            .args(["--config", config.to_str().unwrap()])
-            .args(["--secrets-dir", secrets.to_str().unwrap()])
-            .args(["--simulate", "--hpa-sync-period-seconds", "1"])
-            // Debug: every poll is logged, and still no secret may show.
-            .args(["--log-level", "rmq_sidecar=debug", "--log-format", "json"])
-            .args(["--listen", &addr])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Sidecar { child, addr, log }
-    }
-
-    fn page(&self) -> String {
-        http_get(&self.addr, "/metrics")
-            .map(|r| r.1)
-            .unwrap_or_default()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `check` holds on /metrics.
-    fn until(&mut self, what: &str, mut check: impl FnMut(&Metrics) -> bool) {
-        let t0 = Instant::now();
-        loop {
-            if check(&Metrics::parse(&self.page())) {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the sidecar exited ({status}):\n{}", self.log_text());
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "{what}: not within 30 s\n{}\nlog:\n{}",
-                self.page(),
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// The sidecar in `--simulate` on `config` with its secrets in `secrets`, at debug level: every
+/// poll is logged, and still no secret may show.
+fn start_sidecar(config: &Path, secrets: &Path) -> Sidecar {
+    Sidecar::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--secrets-dir",
+        secrets.to_str().unwrap(),
+        "--simulate",
+        "--hpa-sync-period-seconds",
+        "1",
+        "--log-level",
+        "rmq_sidecar=debug",
+        "--log-format",
+        "json",
+    ])
 }
 
 fn so_label(so: &str) -> String {
@@ -258,7 +213,7 @@ fn client_certificates_ca_and_unsafe_ssl_behave_as_in_keda_against_a_real_tls_pr
     }
     let config_file = scratch().join(format!("{}.yaml", name("so-tls")));
     std::fs::write(&config_file, &config).unwrap();
-    let mut sidecar = Sidecar::start(&config_file, &secrets);
+    let mut sidecar = start_sidecar(&config_file, &secrets);
 
     let working = ["mtls-ok", "tls-unsafe-only", "tls-ca"];
     let failing = [
@@ -268,14 +223,20 @@ fn client_certificates_ca_and_unsafe_ssl_behave_as_in_keda_against_a_real_tls_pr
         "mtls-unsafe-only",
         "tls-unverified",
     ];
-    sidecar.until("the working triggers read 42 and ask for 5 replicas", |m| {
-        working
-            .iter()
-            .all(|so| value(m, so) == Some(42.0) && desired(m, so) == Some(5.0))
-    });
-    sidecar.until("the failing triggers fail their polls", |m| {
-        failing.iter().all(|so| source_errors(m, so) >= 2.0)
-    });
+    sidecar.until(
+        "the working triggers read 42 and ask for 5 replicas",
+        Duration::from_secs(30),
+        |m| {
+            working
+                .iter()
+                .all(|so| value(m, so) == Some(42.0) && desired(m, so) == Some(5.0))
+        },
+    );
+    sidecar.until(
+        "the failing triggers fail their polls",
+        Duration::from_secs(30),
+        |m| failing.iter().all(|so| source_errors(m, so) >= 2.0),
+    );
     let m = Metrics::parse(&sidecar.page());
     for so in failing {
         assert_eq!(value(&m, so), None, "{so}: a value despite failing polls");
