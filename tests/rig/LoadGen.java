@@ -683,7 +683,9 @@ public class LoadGen {
                         }
                         admin.deleteTopicInBroker(new java.util.HashSet<>(known.values()), topic);
                         var ns = new java.util.HashSet<>(admin.getNameServerAddressList());
-                        admin.deleteTopicInNameServer(ns, topic);
+                        // (addrs, cluster, topic) is the form both 4.9 and 5.x clients have; a null
+                        // cluster removes the topic from the name servers' routes altogether
+                        admin.deleteTopicInNameServer(ns, null, topic);
                         live.removeFirst();
                         deleted++;
                         appendTruth(truth, "{\"t\":" + System.currentTimeMillis() + ",\"op\":\"delete\",\"gen\":" + n + ",\"topic\":\"" + topic + "\"}");
