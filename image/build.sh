@@ -15,6 +15,10 @@ out="${1:-$cache/images}"
 # Its own Cargo target directory: tests/run.sh runs this in the background beside `cargo test`,
 # and one target directory would make them wait for each other's lock.
 export CARGO_TARGET_DIR="${RMQ_IMAGE_TARGET_DIR:-$HOME/.cache/rmq-exporter/target-image}"
+# Run from a test (tests/image.rs), cargo has set the test package's CARGO_MANIFEST_DIR and
+# CARGO_PKG_*; ring's build script reruns when CARGO_MANIFEST_DIR changes, which rebuilt the whole
+# release tree (about 2.5 min) on every run from a test and again on the next run from a shell.
+for v in $(compgen -e | grep -E '^(CARGO_(MANIFEST_|PKG_|CRATE_|BIN_|PRIMARY_|TARGET_TMPDIR)|OUT_DIR$)' || true); do unset "$v"; done
 target=x86_64-unknown-linux-musl
 log() { echo "image/build.sh: $*" >&2; }
 
