@@ -7,7 +7,7 @@
 #   fuzz/run.sh long [RUNS]  RUNS executions per target (default 10000000); new inputs are added
 #                            to fuzz/corpus/<target>; prints libFuzzer's final stats per target
 #   fuzz/run.sh cmin         minimizes fuzz/corpus/<target> (cargo fuzz cmin)
-#   fuzz/run.sh build        builds the targets only
+#   fuzz/run.sh build        builds the targets for smoke only (tests/run.sh builds them early)
 #
 # FUZZ_TARGETS="a b" restricts any mode to those targets; LONG_MAX_SECONDS caps each long run's time
 # (default: none, the run ends after RUNS executions). Nothing is written outside fuzz/ in the
@@ -45,21 +45,29 @@ fi
 fuzz() { (cd "$here/.." && "$cargo_fuzz" fuzz "$@"); }
 
 # --- build ----------------------------------------------------------------------------------
-# Release with debug assertions and overflow checks (-a), AddressSanitizer (cargo-fuzz's default).
-echo "fuzz: building ${#TARGETS[@]} targets (nightly, release + debug assertions, ASan)" >&2
+# AddressSanitizer (cargo-fuzz's default) and debug assertions with overflow checks, always. The
+# long runs and cmin use release builds (-O -a): several times the executions per second. The
+# smoke run in the test command uses the dev profile (fuzz/Cargo.toml: opt-level 1), which builds
+# in about half the time from cold; eight seconds per target need no more speed.
+if [ "$mode" = smoke ] || [ "$mode" = build ]; then
+    profile_args=(--dev) profile_dir=debug what="dev profile (opt-level 1)"
+else
+    profile_args=(-O -a) profile_dir=release what="release"
+fi
+echo "fuzz: building ${#TARGETS[@]} targets (nightly, $what + debug assertions, ASan)" >&2
 # `cargo fuzz build` builds one target, or all of them.
 build_list=("")
 [ -z "${FUZZ_TARGETS:-}" ] || build_list=("${TARGETS[@]}")
 : >"$cache/build.log"
 for t in "${build_list[@]}"; do
-    if ! fuzz build -O -a ${t:+"$t"} >>"$cache/build.log" 2>&1; then
+    if ! fuzz build "${profile_args[@]}" ${t:+"$t"} >>"$cache/build.log" 2>&1; then
         tail -n 40 "$cache/build.log" >&2
         echo "fuzz: build failed (log: $cache/build.log)" >&2
         exit 1
     fi
 done
 triple=$(rustc -vV | sed -n 's/^host: //p')
-bin_dir=$CARGO_TARGET_DIR/$triple/release
+bin_dir=$CARGO_TARGET_DIR/$triple/$profile_dir
 [ "$mode" = build ] && exit 0
 
 # --- run ------------------------------------------------------------------------------------

@@ -539,7 +539,7 @@ public class LoadGen {
         try {
             List<String> names = new ArrayList<>(count);
             for (int i = 0; i < count; i++) names.add(prefix + i);
-            makeGroups(admin, rc, names, topic, lag);
+            makeGroups(admin, rc, names, topic, lag, List.of());
         } finally {
             rc.shutdown();
             admin.shutdown();
@@ -549,7 +549,7 @@ public class LoadGen {
     }
 
     /** subscription groups `names` on every master, each committed `lag` behind on every queue of `topic` */
-    static void makeGroups(DefaultMQAdminExt admin, NettyRemotingClient rc, List<String> names, String topic, long lag) throws Exception {
+    static void makeGroups(DefaultMQAdminExt admin, NettyRemotingClient rc, List<String> names, String topic, long lag, java.util.Collection<String> expect) throws Exception {
         int count = names.size();
         int threads = intOpt("threads", 8);
         ExecutorService pool = Executors.newFixedThreadPool(threads);
@@ -564,6 +564,13 @@ public class LoadGen {
                 if (a != null) brokerAddr.put(bd.getBrokerName(), a);
             }
             for (var qd : route.getQueueDatas()) brokerQueues.put(qd.getBrokerName(), qd.getReadQueueNums());
+            // The churn sent messages to every master; a route read while one of them was leaving
+            // (or not yet back) would commit offsets on the others only, and the truth would count
+            // queues that have no committed offset. Fail instead: the churn retries the generation.
+            for (String b : expect) {
+                if (!brokerAddr.containsKey(b) || !brokerQueues.containsKey(b))
+                    throw new IllegalStateException("route of " + topic + " lacks " + b + " (it has " + brokerAddr.keySet() + ")");
+            }
             Map<MessageQueue, Long> commit = new HashMap<>();
             for (var e : brokerQueues.entrySet()) {
                 if (!brokerAddr.containsKey(e.getKey())) continue;
@@ -720,7 +727,7 @@ public class LoadGen {
                     long lag = 1 + n % 5;
                     List<String> names = new ArrayList<>();
                     for (int i = 0; i < k; i++) names.add(prefix + "_G" + n + "_" + i);
-                    makeGroups(admin, rc, names, topic, lag);
+                    makeGroups(admin, rc, names, topic, lag, m.keySet());
                     next++;
                     live.addLast(n);
                     created++;
