@@ -354,8 +354,15 @@ mod tests {
         assert!(e.contains("listen"), "{e}");
     }
 
+    /// Writes `text` to a file named `name` in a directory of its own: tests run in parallel
+    /// threads and several use the same names (two writing `c.toml` at once read each other's).
     fn write(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("rmq-exporter-config-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "rmq-exporter-config-{}-{n}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
