@@ -111,23 +111,11 @@ fn no_secret_in_any_debug_log_line_or_metrics_page() {
     rig.produce(&t, 6, 2);
     rig.consume(&g, &t, 6);
     rig.produce(&t, 4, 2);
-    let allow = format!("^{g}$");
     let acl = |extra: &[&str], env: &[(&str, &str)]| {
-        let mut args = vec![
-            "--namesrv",
-            rig.namesrv(),
-            "--interval",
-            "1",
-            "--deadline",
-            "1",
-            "--group-allow",
-            &allow,
-            "--access-key",
-            "rocketmq2",
-        ];
+        let mut args = vec!["--access-key", "rocketmq2"];
         args.extend_from_slice(&debug);
         args.extend_from_slice(extra);
-        Exporter::start_with_env(&args, env)
+        support::exporter_for_with_env(rig.namesrv(), &[g.as_str()], &args, env)
     };
     let acl_right = acl(&["--secret-key", ACL_SECRET], &[]);
     let acl_wrong = acl(&[], &[("RMQ_EXPORTER_SECRET_KEY", ACL_WRONG)]);

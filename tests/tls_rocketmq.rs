@@ -56,19 +56,7 @@ fn p(dir: &Path, file: &str) -> String {
 
 /// An exporter reading `group` every second with `extra` flags.
 fn exporter(rig: &Rig, group: &str, extra: &[&str], env: &[(&str, &str)]) -> Exporter {
-    let allow = format!("^{group}$");
-    let mut args = vec![
-        "--namesrv",
-        rig.namesrv(),
-        "--interval",
-        "1",
-        "--deadline",
-        "1",
-        "--group-allow",
-        &allow,
-    ];
-    args.extend_from_slice(extra);
-    Exporter::start_with_env(&args, env)
+    support::exporter_for_with_env(rig.namesrv(), &[group], extra, env)
 }
 
 fn lag(m: &Metrics, topic: &str, group: &str) -> Option<f64> {

@@ -528,6 +528,16 @@ impl Drop for Exporter {
 
 /// An exporter on `namesrv` reading only `groups`, every second, plus `extra` flags.
 pub fn exporter_for(namesrv: &str, groups: &[&str], extra: &[&str]) -> Exporter {
+    exporter_for_with_env(namesrv, groups, extra, &[])
+}
+
+/// [`exporter_for`] with `env` set for the process.
+pub fn exporter_for_with_env(
+    namesrv: &str,
+    groups: &[&str],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Exporter {
     let allow = format!("^({})$", groups.join("|"));
     let mut args = vec![
         "--namesrv",
@@ -540,7 +550,7 @@ pub fn exporter_for(namesrv: &str, groups: &[&str], extra: &[&str]) -> Exporter 
         &allow,
     ];
     args.extend_from_slice(extra);
-    Exporter::start(&args)
+    Exporter::start_with_env(&args, env)
 }
 
 /// (ready, inflight, lag) of one (topic, group) series.
