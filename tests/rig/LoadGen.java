@@ -678,6 +678,9 @@ public class LoadGen {
                     while (live.size() >= keep) {
                         int n = live.peekFirst();
                         String topic = prefix + "_T" + n;
+                        // From here until "delete" the generation may be gone from some brokers
+                        // and not others (a deletion that fails half way is retried next tick).
+                        appendTruth(truth, "{\"t\":" + System.currentTimeMillis() + ",\"op\":\"deleting\",\"gen\":" + n + "}");
                         for (String addr : known.values()) {
                             for (int i = 0; i < k; i++) {
                                 RemotingCommand r = RemotingCommand.createRequestCommand(DELETE_SUBSCRIPTIONGROUP, null);
