@@ -525,6 +525,9 @@ EOF
       echo "deleteWhen=04"
       echo "fileReservedTime=48"
       echo "diskMaxUsedSpaceRatio=95"
+      # A send that waits over 200 ms (the default) in the broker's queue is refused with
+      # TIMEOUT_CLEAN_QUEUE ("broker busy"); with two test lanes on 2 cores one waited 206 ms.
+      echo "waitTimeMillsInSendQueue=3000"
       if ((is5)); then
         # the timer wheel must stay enabled: 5.x forbids POP ("pop message is forbidden because
         # timerWheelEnable is false") and POP revive needs it. Only its log file is shrunk.
