@@ -10,9 +10,11 @@
 #   fuzz/run.sh build        builds the targets for smoke only (tests/run.sh builds them early)
 #
 # FUZZ_TARGETS="a b" restricts any mode to those targets; LONG_MAX_SECONDS caps each long run's time
-# (default: none, the run ends after RUNS executions). Nothing is written outside fuzz/ in the
-# repository: cargo-fuzz and the build live under ${XDG_CACHE_HOME:-$HOME/.cache}/rmq-fuzz.
-# libFuzzer runs one process at a time (no -jobs/-workers), with -rss_limit_mb=1024 -timeout=10.
+# (default: none, the run ends after RUNS executions). FUZZ_JOBS=N (long only, default 1) splits
+# RUNS over N libFuzzer processes of the same target on the same corpus directory, one per core;
+# each reloads the files the others add (libFuzzer's -reload), and the executions are summed.
+# Nothing is written outside fuzz/ in the repository: cargo-fuzz and the build live under
+# ${XDG_CACHE_HOME:-$HOME/.cache}/rmq-fuzz. Every process runs with -rss_limit_mb=1024 -timeout=10.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -106,28 +108,37 @@ smoke)
     ;;
 long)
     runs=${2:-10000000}
+    jobs=${FUZZ_JOBS:-1}
+    per_job=$(((runs + jobs - 1) / jobs))
     failed=0
     for t in "${TARGETS[@]}"; do
         mkdir -p "$here/corpus/$t" "$here/artifacts/$t"
-        log=$logs/$t.long.log
         before=$(find "$here/corpus/$t" -type f | wc -l)
-        echo "== $t: $runs runs (log: $log)"
-        if "$bin_dir/$t" "$here/corpus/$t" "${LIMITS[@]}" -runs="$runs" -max_total_time="${LONG_MAX_SECONDS:-0}" \
-            -artifact_prefix="$here/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
-            status=ok
-        else
-            status=FAILED
-            failed=$((failed + 1))
-        fi
-        after=$(find "$here/corpus/$t" -type f | wc -l)
-        echo "   $status: $(final_stats "$log")"
-        echo "   $(grep -E '^Done [0-9]+ runs' "$log" | tail -n1)"
-        echo "   execs $(stat "$log" number_of_executed_units), exec/s $(stat "$log" average_exec_per_sec)," \
-            "new units $(stat "$log" new_units_added), slowest unit $(stat "$log" slowest_unit_time_sec) s," \
-            "peak RSS $(stat "$log" peak_rss_mb) MB, corpus files $before -> $after"
-        if [ "$status" = FAILED ]; then
+        echo "== $t: $runs runs in $jobs process(es) of $per_job (logs: $logs/$t.long[.N].log)"
+        pids=() job_logs=()
+        for ((j = 1; j <= jobs; j++)); do
+            log=$logs/$t.long.log
+            [ "$jobs" -eq 1 ] || log=$logs/$t.long.$j.log
+            job_logs+=("$log")
+            "$bin_dir/$t" "$here/corpus/$t" "${LIMITS[@]}" -runs="$per_job" -max_total_time="${LONG_MAX_SECONDS:-0}" \
+                -artifact_prefix="$here/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1 &
+            pids+=($!)
+        done
+        status=ok total=0
+        for ((j = 0; j < jobs; j++)); do
+            log=${job_logs[$j]}
+            wait "${pids[$j]}" || status=FAILED
+            execs=$(stat "$log" number_of_executed_units)
+            total=$((total + ${execs:-0}))
+            echo "   process $((j + 1)): $(final_stats "$log")"
+            echo "     execs ${execs:-?}, exec/s $(stat "$log" average_exec_per_sec)," \
+                "new units $(stat "$log" new_units_added), slowest unit $(stat "$log" slowest_unit_time_sec) s," \
+                "peak RSS $(stat "$log" peak_rss_mb) MB"
             grep -E 'ERROR: libFuzzer|panicked at|SUMMARY|Test unit written' "$log" | head -n 8 || true
-        fi
+        done
+        [ "$status" = ok ] || failed=$((failed + 1))
+        after=$(find "$here/corpus/$t" -type f | wc -l)
+        echo "   $status: $t: $total executions in total, corpus files $before -> $after"
     done
     echo "fuzz long: ${#TARGETS[@]} targets, $failed failed"
     [ "$failed" -eq 0 ]

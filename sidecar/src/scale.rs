@@ -77,6 +77,7 @@ use kube::core::GroupVersionKind;
 use kube::{Client, Config};
 
 use crate::config::ScaleTargetRef;
+use crate::error_chain;
 
 /// How often [`ScaleTarget::scale`] writes before giving up on 409 Conflicts that leave
 /// `spec.replicas` unchanged.
@@ -250,21 +251,6 @@ fn user_in_message(message: &str) -> Option<String> {
     let rest = message.split_once("User \"")?.1;
     let user = rest.split_once('"')?.0;
     (!user.is_empty()).then(|| user.to_string())
-}
-
-/// `err: source: source ...`, without repeating a source already contained in its parent.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// Builds a client from `kubeconfig` (its current context), or, without one, from `$KUBECONFIG`

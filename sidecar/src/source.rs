@@ -14,6 +14,7 @@ use crate::config::{
     ExporterSource, PrometheusAuth, PrometheusSource, PrometheusTls, Trigger, TriggerSource,
 };
 use crate::decide::{Observation, QueueLag, Sample};
+use crate::error_chain;
 
 /// KEDA's default HTTP timeout for scalers (`KEDA_HTTP_DEFAULT_TIMEOUT`, 3 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -613,17 +614,6 @@ fn encode(s: &str) -> String {
 /// user's query parameters might).
 fn redact(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
