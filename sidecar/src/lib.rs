@@ -14,19 +14,3 @@ pub mod metrics;
 pub mod run;
 pub mod scale;
 pub mod source;
-
-/// `err: source: source ...`, without repeating a source whose text its parent already contains
-/// (reqwest and kube wrap hyper's errors and often print them too).
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}

@@ -77,7 +77,7 @@ use kube::core::GroupVersionKind;
 use kube::{Client, Config};
 
 use crate::config::ScaleTargetRef;
-use crate::error_chain;
+use rmq_web::error_chain;
 
 /// How often [`ScaleTarget::scale`] writes before giving up on 409 Conflicts that leave
 /// `spec.replicas` unchanged.

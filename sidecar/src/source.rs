@@ -14,7 +14,7 @@ use crate::config::{
     ExporterSource, PrometheusAuth, PrometheusSource, PrometheusTls, Trigger, TriggerSource,
 };
 use crate::decide::{Observation, QueueLag, Sample};
-use crate::error_chain;
+use rmq_web::error_chain;
 
 /// KEDA's default HTTP timeout for scalers (`KEDA_HTTP_DEFAULT_TIMEOUT`, 3 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);

@@ -481,6 +481,23 @@ impl Web {
     }
 }
 
+/// `err: source: source ...` for a log line or a status message, without repeating a source whose
+/// text its parent already contains (reqwest, kube and rustls wrap hyper's and io's errors and
+/// often print them too). Both binaries use it, so it lives here with the rest they share.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// A text response.
 pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut resp = Response::new(Full::new(body.into()).boxed());
@@ -548,6 +565,30 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn error_chain_names_every_cause_once() {
+        #[derive(Debug)]
+        struct Wrap(&'static str, Option<Box<Wrap>>);
+        impl std::fmt::Display for Wrap {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Wrap {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|w| w as _)
+            }
+        }
+        let inner = Wrap("connection refused", None);
+        let middle = Wrap("connect: connection refused", Some(Box::new(inner)));
+        let outer = Wrap("GET /api/v1/query", Some(Box::new(middle)));
+        assert_eq!(
+            super::error_chain(&outer),
+            "GET /api/v1/query: connect: connection refused"
+        );
+        assert_eq!(super::error_chain(&Wrap("alone", None)), "alone");
+    }
+
     use super::*;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

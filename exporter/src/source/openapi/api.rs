@@ -302,13 +302,7 @@ pub fn transport(e: reqwest::Error) -> ApiError {
     } else {
         "closed"
     };
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
+    let message = rmq_web::error_chain(&e);
     ApiError::Transport { cause, message }
 }
 
