@@ -565,6 +565,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn error_chain_names_every_cause_once() {
         #[derive(Debug)]
@@ -583,13 +585,11 @@ mod tests {
         let middle = Wrap("connect: connection refused", Some(Box::new(inner)));
         let outer = Wrap("GET /api/v1/query", Some(Box::new(middle)));
         assert_eq!(
-            super::error_chain(&outer),
+            error_chain(&outer),
             "GET /api/v1/query: connect: connection refused"
         );
-        assert_eq!(super::error_chain(&Wrap("alone", None)), "alone");
+        assert_eq!(error_chain(&Wrap("alone", None)), "alone");
     }
-
-    use super::*;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
